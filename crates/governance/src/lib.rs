@@ -1,0 +1,54 @@
+//! tarn's governance engine. Today it holds the [`MetadataStore`]: the catalog of
+//! datasets, their pinned schema versions and their ingestion runs, on SQLite
+//! (embedded, the default) or PostgreSQL, chosen by URL scheme.
+//!
+//! Depends on `tarn-common` only; ingest, zones and query depend on it.
+
+mod error;
+mod model;
+mod sql_store;
+
+pub use error::{Error, Result};
+pub use model::{DatasetRecord, IngestionRun, RunStatus, SchemaVersion};
+pub use sql_store::SqlMetadataStore;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tarn_common::Zone;
+
+/// The catalog every tarn operation reads and writes.
+///
+/// One trait, one conformance suite (`tests/it/metadata.rs`), and a backend per
+/// URL scheme; see [`connect`].
+#[async_trait]
+pub trait MetadataStore: Send + Sync + std::fmt::Debug {
+    /// Creates or updates a dataset entry (keyed by name and zone).
+    async fn upsert_dataset(&self, dataset: &DatasetRecord) -> Result<()>;
+    /// The dataset `name` in `zone`, if registered.
+    async fn dataset(&self, name: &str, zone: Zone) -> Result<Option<DatasetRecord>>;
+    /// Every registered dataset, ordered by name and zone.
+    async fn datasets(&self) -> Result<Vec<DatasetRecord>>;
+
+    /// Pins `schema_avsc` as the dataset's newest schema and returns its version.
+    /// If it equals the newest version already pinned, that version is returned
+    /// and nothing is added.
+    async fn pin_schema(&self, dataset: &str, schema_avsc: &str) -> Result<SchemaVersion>;
+    /// The newest pinned schema of a dataset.
+    async fn latest_schema(&self, dataset: &str) -> Result<Option<SchemaVersion>>;
+    /// All pinned schemas of a dataset, oldest first.
+    async fn schema_versions(&self, dataset: &str) -> Result<Vec<SchemaVersion>>;
+
+    /// Records a run as started.
+    async fn start_run(&self, run: &IngestionRun) -> Result<()>;
+    /// Records a run's outcome (status, counts, version, error, end time).
+    async fn finish_run(&self, run: &IngestionRun) -> Result<()>;
+    /// The newest runs of a dataset, newest first.
+    async fn runs(&self, dataset: &str, limit: usize) -> Result<Vec<IngestionRun>>;
+}
+
+/// Opens the metadata store named by `url` and brings its schema up to date:
+/// `sqlite://path` (created if missing) or `postgresql://…` / `postgres://…`.
+pub async fn connect(url: &str) -> Result<Arc<dyn MetadataStore>> {
+    Ok(Arc::new(SqlMetadataStore::connect(url).await?))
+}

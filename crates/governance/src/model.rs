@@ -1,0 +1,118 @@
+//! The records the metadata store holds.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tarn_common::Zone;
+
+/// A dataset in one zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    /// Dataset name, e.g. `user_events`.
+    pub name: String,
+    /// The zone its table is in.
+    pub zone: Zone,
+    /// The table's URL.
+    pub location: String,
+    /// Owning team or person.
+    pub owner: Option<String>,
+    /// What it holds.
+    pub description: Option<String>,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// When it was first registered.
+    pub created_at: DateTime<Utc>,
+    /// When it was last updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A pinned schema version of a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaVersion {
+    /// Dataset name.
+    pub dataset: String,
+    /// 1 for the first schema, then increasing.
+    pub version: i64,
+    /// The schema as Avro JSON.
+    pub schema_avsc: String,
+    /// A hash of the schema text.
+    pub fingerprint: String,
+    /// When it was pinned.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The state of an ingestion run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Started and not finished (or the process died).
+    Running,
+    /// Everything read was written.
+    Success,
+    /// Committed, with some records quarantined.
+    Partial,
+    /// Nothing new to ingest.
+    Skipped,
+    /// Failed; nothing was committed.
+    Failed,
+}
+
+impl RunStatus {
+    /// The status as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Partial => "partial",
+            RunStatus::Skipped => "skipped",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RunStatus::Running,
+            RunStatus::Success,
+            RunStatus::Partial,
+            RunStatus::Skipped,
+            RunStatus::Failed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One ingestion run and its reconciled counts (read = written + quarantined).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestionRun {
+    /// Run id (a UUID).
+    pub id: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// What was read, e.g. `file:incoming/*.csv`.
+    pub source: String,
+    /// Outcome.
+    pub status: RunStatus,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time, once finished.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Records read.
+    pub rows_read: i64,
+    /// Records written to the raw table.
+    pub rows_written: i64,
+    /// Records quarantined.
+    pub rows_quarantined: i64,
+    /// Bytes read from the source.
+    pub bytes_read: i64,
+    /// The raw table's Delta version this run committed.
+    pub delta_version: Option<i64>,
+    /// Why the run failed.
+    pub error: Option<String>,
+}

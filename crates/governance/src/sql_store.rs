@@ -1,0 +1,279 @@
+//! The SQL metadata store over sqlx: SQLite and PostgreSQL through one portable
+//! schema (`migrations/`) and one implementation on sqlx's `Any` driver.
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use tarn_common::Zone;
+
+use crate::error::{Context, Error, Result};
+use crate::model::{DatasetRecord, IngestionRun, RunStatus, SchemaVersion};
+use crate::MetadataStore;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A metadata store on a SQL database reached through sqlx.
+#[derive(Debug, Clone)]
+pub struct SqlMetadataStore {
+    pool: AnyPool,
+}
+
+impl SqlMetadataStore {
+    /// Connects to `url` (`sqlite://PATH`, `postgresql://…`, `postgres://…`) and runs
+    /// the migrations. A SQLite file is created if it does not exist.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (url, max) = if let Some(rest) = url.strip_prefix("sqlite://") {
+            let sep = if rest.contains('?') { '&' } else { '?' };
+            (format!("sqlite://{rest}{sep}mode=rwc"), 1)
+        } else if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+            (url.to_string(), 4)
+        } else {
+            return Err(Error::UnsupportedUrl(url.to_string()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(&url)
+            .await
+            .context(&format!("cannot connect to {}", redact(&url)))?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::Corrupt(format!("timestamp `{s}`: {e}")))
+}
+
+fn dataset_from_row(r: &AnyRow) -> Result<DatasetRecord> {
+    let zone: String = r.try_get("zone").context("read dataset")?;
+    let tags: String = r.try_get("tags").context("read dataset")?;
+    Ok(DatasetRecord {
+        name: r.try_get("name").context("read dataset")?,
+        zone: zone.parse().map_err(|e| Error::Corrupt(format!("{e}")))?,
+        location: r.try_get("location").context("read dataset")?,
+        owner: r.try_get("owner").context("read dataset")?,
+        description: r.try_get("description").context("read dataset")?,
+        tags: serde_json::from_str(&tags).map_err(|e| Error::Corrupt(format!("tags: {e}")))?,
+        created_at: parse_ts(&r.try_get::<String, _>("created_at").context("read dataset")?)?,
+        updated_at: parse_ts(&r.try_get::<String, _>("updated_at").context("read dataset")?)?,
+    })
+}
+
+fn schema_from_row(r: &AnyRow) -> Result<SchemaVersion> {
+    Ok(SchemaVersion {
+        dataset: r.try_get("dataset").context("read schema")?,
+        version: r.try_get("version").context("read schema")?,
+        schema_avsc: r.try_get("schema_avsc").context("read schema")?,
+        fingerprint: r.try_get("fingerprint").context("read schema")?,
+        created_at: parse_ts(&r.try_get::<String, _>("created_at").context("read schema")?)?,
+    })
+}
+
+fn run_from_row(r: &AnyRow) -> Result<IngestionRun> {
+    let status: String = r.try_get("status").context("read run")?;
+    let ended: Option<String> = r.try_get("ended_at").context("read run")?;
+    Ok(IngestionRun {
+        id: r.try_get("id").context("read run")?,
+        dataset: r.try_get("dataset").context("read run")?,
+        source: r.try_get("source").context("read run")?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| Error::Corrupt(format!("run status `{status}`")))?,
+        started_at: parse_ts(&r.try_get::<String, _>("started_at").context("read run")?)?,
+        ended_at: ended.as_deref().map(parse_ts).transpose()?,
+        rows_read: r.try_get("rows_read").context("read run")?,
+        rows_written: r.try_get("rows_written").context("read run")?,
+        rows_quarantined: r.try_get("rows_quarantined").context("read run")?,
+        bytes_read: r.try_get("bytes_read").context("read run")?,
+        delta_version: r.try_get("delta_version").context("read run")?,
+        error: r.try_get("error").context("read run")?,
+    })
+}
+
+/// A short, stable fingerprint of a schema text.
+fn fingerprint(text: &str) -> String {
+    blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+}
+
+#[async_trait]
+impl MetadataStore for SqlMetadataStore {
+    async fn upsert_dataset(&self, d: &DatasetRecord) -> Result<()> {
+        let tags = serde_json::to_string(&d.tags).expect("strings serialize");
+        sqlx::query(
+            "INSERT INTO datasets (name, zone, location, owner, description, tags, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (name, zone) DO UPDATE SET location = excluded.location, \
+             owner = COALESCE(excluded.owner, datasets.owner), \
+             description = COALESCE(excluded.description, datasets.description), \
+             tags = excluded.tags, updated_at = excluded.updated_at",
+        )
+        .bind(&d.name)
+        .bind(d.zone.as_str())
+        .bind(&d.location)
+        .bind(&d.owner)
+        .bind(&d.description)
+        .bind(tags)
+        .bind(ts(&d.created_at))
+        .bind(ts(&d.updated_at))
+        .execute(&self.pool)
+        .await
+        .context("register dataset")?;
+        Ok(())
+    }
+
+    async fn dataset(&self, name: &str, zone: Zone) -> Result<Option<DatasetRecord>> {
+        sqlx::query("SELECT * FROM datasets WHERE name = $1 AND zone = $2")
+            .bind(name)
+            .bind(zone.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .context("look up dataset")?
+            .as_ref()
+            .map(dataset_from_row)
+            .transpose()
+    }
+
+    async fn datasets(&self) -> Result<Vec<DatasetRecord>> {
+        sqlx::query("SELECT * FROM datasets ORDER BY name, zone")
+            .fetch_all(&self.pool)
+            .await
+            .context("list datasets")?
+            .iter()
+            .map(dataset_from_row)
+            .collect()
+    }
+
+    async fn pin_schema(&self, dataset: &str, schema_avsc: &str) -> Result<SchemaVersion> {
+        let fp = fingerprint(schema_avsc);
+        if let Some(latest) = self.latest_schema(dataset).await?
+            && latest.fingerprint == fp
+            && latest.schema_avsc == schema_avsc
+        {
+            return Ok(latest);
+        }
+        let next: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) + 1 AS next FROM schema_versions WHERE dataset = $1",
+        )
+        .bind(dataset)
+        .fetch_one(&self.pool)
+        .await
+        .context("number schema version")?
+        .try_get("next")
+        .context("number schema version")?;
+        let v = SchemaVersion {
+            dataset: dataset.to_string(),
+            version: next,
+            schema_avsc: schema_avsc.to_string(),
+            fingerprint: fp,
+            created_at: Utc::now(),
+        };
+        sqlx::query(
+            "INSERT INTO schema_versions (dataset, version, schema_avsc, fingerprint, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&v.dataset)
+        .bind(v.version)
+        .bind(&v.schema_avsc)
+        .bind(&v.fingerprint)
+        .bind(ts(&v.created_at))
+        .execute(&self.pool)
+        .await
+        .context("pin schema")?;
+        Ok(v)
+    }
+
+    async fn latest_schema(&self, dataset: &str) -> Result<Option<SchemaVersion>> {
+        sqlx::query(
+            "SELECT * FROM schema_versions WHERE dataset = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(dataset)
+        .fetch_optional(&self.pool)
+        .await
+        .context("read schema")?
+        .as_ref()
+        .map(schema_from_row)
+        .transpose()
+    }
+
+    async fn schema_versions(&self, dataset: &str) -> Result<Vec<SchemaVersion>> {
+        sqlx::query("SELECT * FROM schema_versions WHERE dataset = $1 ORDER BY version")
+            .bind(dataset)
+            .fetch_all(&self.pool)
+            .await
+            .context("list schema versions")?
+            .iter()
+            .map(schema_from_row)
+            .collect()
+    }
+
+    async fn start_run(&self, r: &IngestionRun) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ingestion_runs (id, dataset, source, status, started_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&r.id)
+        .bind(&r.dataset)
+        .bind(&r.source)
+        .bind(r.status.as_str())
+        .bind(ts(&r.started_at))
+        .execute(&self.pool)
+        .await
+        .context("record run start")?;
+        Ok(())
+    }
+
+    async fn finish_run(&self, r: &IngestionRun) -> Result<()> {
+        sqlx::query(
+            "UPDATE ingestion_runs SET status = $2, ended_at = $3, rows_read = $4, rows_written = $5, \
+             rows_quarantined = $6, bytes_read = $7, delta_version = $8, error = $9 WHERE id = $1",
+        )
+        .bind(&r.id)
+        .bind(r.status.as_str())
+        .bind(r.ended_at.as_ref().map(ts))
+        .bind(r.rows_read)
+        .bind(r.rows_written)
+        .bind(r.rows_quarantined)
+        .bind(r.bytes_read)
+        .bind(r.delta_version)
+        .bind(&r.error)
+        .execute(&self.pool)
+        .await
+        .context("record run end")?;
+        Ok(())
+    }
+
+    async fn runs(&self, dataset: &str, limit: usize) -> Result<Vec<IngestionRun>> {
+        sqlx::query(
+            "SELECT * FROM ingestion_runs WHERE dataset = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(dataset)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .context("list runs")?
+        .iter()
+        .map(run_from_row)
+        .collect()
+    }
+}

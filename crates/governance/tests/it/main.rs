@@ -1,0 +1,3 @@
+//! Integration tests of tarn-governance: one binary, one module per area.
+
+mod metadata;

@@ -1,0 +1,210 @@
+//! The metadata store conformance suite: one generic body per behaviour, run
+//! against real SQLite and the real PostgreSQL server
+//! (`TARN_TEST_POSTGRES_URL`, default `postgresql://postgres@127.0.0.1:5432/test`).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use sqlx::Connection;
+use tarn_common::Zone;
+use tarn_governance::{DatasetRecord, IngestionRun, MetadataStore, RunStatus, connect};
+
+fn postgres_url() -> String {
+    std::env::var("TARN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Runs `body` against a fresh SQLite file and a fresh PostgreSQL database.
+async fn each_backend<F, Fut>(body: F)
+where
+    F: Fn(Arc<dyn MetadataStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = connect(&format!("sqlite://{}/meta.db", dir.path().display()))
+        .await
+        .expect("open SQLite store");
+    body(sqlite).await;
+
+    let admin_url = postgres_url();
+    let db = format!("tarn_it_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for this suite: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let pg = connect(&format!("{base}/{db}")).await.expect("open PostgreSQL store");
+    body(pg).await;
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+fn dataset(name: &str, zone: Zone) -> DatasetRecord {
+    let now = Utc::now();
+    DatasetRecord {
+        name: name.into(),
+        zone,
+        location: format!("file:///lake/{zone}/{name}"),
+        owner: Some("data-platform".into()),
+        description: Some("clickstream".into()),
+        tags: vec!["events".into(), "web".into()],
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn run(id: &str, dataset: &str, started_offset_s: i64) -> IngestionRun {
+    IngestionRun {
+        id: id.into(),
+        dataset: dataset.into(),
+        source: "file:incoming/a.csv".into(),
+        status: RunStatus::Running,
+        started_at: Utc::now() + Duration::seconds(started_offset_s),
+        ended_at: None,
+        rows_read: 0,
+        rows_written: 0,
+        rows_quarantined: 0,
+        bytes_read: 0,
+        delta_version: None,
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn datasets_are_registered_updated_and_listed() {
+    each_backend(|store| async move {
+        assert!(store.dataset("ev", Zone::Raw).await.unwrap().is_none());
+        let d = dataset("ev", Zone::Raw);
+        store.upsert_dataset(&d).await.unwrap();
+        store.upsert_dataset(&dataset("ev", Zone::Curated)).await.unwrap();
+        store.upsert_dataset(&dataset("abc", Zone::Raw)).await.unwrap();
+
+        let got = store.dataset("ev", Zone::Raw).await.unwrap().unwrap();
+        assert_eq!(got.location, d.location);
+        assert_eq!(got.tags, d.tags);
+        assert_eq!(got.owner.as_deref(), Some("data-platform"));
+
+        // An update without owner keeps the owner; tags are replaced.
+        let mut upd = dataset("ev", Zone::Raw);
+        upd.owner = None;
+        upd.tags = vec!["x".into()];
+        store.upsert_dataset(&upd).await.unwrap();
+        let got = store.dataset("ev", Zone::Raw).await.unwrap().unwrap();
+        assert_eq!(got.owner.as_deref(), Some("data-platform"));
+        assert_eq!(got.tags, vec!["x".to_string()]);
+
+        let all: Vec<(String, Zone)> = store
+            .datasets()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.zone))
+            .collect();
+        // Ordered by name, then zone name.
+        assert_eq!(
+            all,
+            [
+                ("abc".to_string(), Zone::Raw),
+                ("ev".to_string(), Zone::Curated),
+                ("ev".to_string(), Zone::Raw)
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn schema_versions_are_pinned_once_and_numbered() {
+    each_backend(|store| async move {
+        assert!(store.latest_schema("ev").await.unwrap().is_none());
+        let v1 = store.pin_schema("ev", "{\"a\":1}").await.unwrap();
+        assert_eq!(v1.version, 1);
+        // The same schema again is not a new version.
+        let again = store.pin_schema("ev", "{\"a\":1}").await.unwrap();
+        assert_eq!(again.version, 1);
+        let v2 = store.pin_schema("ev", "{\"a\":2}").await.unwrap();
+        assert_eq!(v2.version, 2);
+        // Versions are per dataset.
+        assert_eq!(store.pin_schema("other", "{}").await.unwrap().version, 1);
+
+        let latest = store.latest_schema("ev").await.unwrap().unwrap();
+        assert_eq!(latest.schema_avsc, "{\"a\":2}");
+        let all = store.schema_versions("ev").await.unwrap();
+        assert_eq!(all.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+        assert_ne!(all[0].fingerprint, all[1].fingerprint);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn runs_record_start_outcome_and_counts() {
+    each_backend(|store| async move {
+        let r1 = run("r1", "ev", -10);
+        store.start_run(&r1).await.unwrap();
+        let listed = store.runs("ev", 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].status, RunStatus::Running);
+        assert_eq!(listed[0].ended_at, None);
+
+        let mut done = r1.clone();
+        done.status = RunStatus::Partial;
+        done.ended_at = Some(Utc::now());
+        done.rows_read = 10;
+        done.rows_written = 7;
+        done.rows_quarantined = 3;
+        done.bytes_read = 1234;
+        done.delta_version = Some(4);
+        store.finish_run(&done).await.unwrap();
+
+        let mut r2 = run("r2", "ev", 0);
+        store.start_run(&r2).await.unwrap();
+        r2.status = RunStatus::Failed;
+        r2.error = Some("file a.csv is not CSV".into());
+        r2.ended_at = Some(Utc::now());
+        store.finish_run(&r2).await.unwrap();
+        store.start_run(&run("r3", "other", 0)).await.unwrap();
+
+        let listed = store.runs("ev", 10).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["r2", "r1"],
+            "newest first, only this dataset"
+        );
+        let r1 = &listed[1];
+        assert_eq!(r1.status, RunStatus::Partial);
+        assert_eq!(
+            (r1.rows_read, r1.rows_written, r1.rows_quarantined),
+            (10, 7, 3)
+        );
+        assert_eq!(r1.bytes_read, 1234);
+        assert_eq!(r1.delta_version, Some(4));
+        assert!(r1.ended_at.is_some());
+        assert_eq!(listed[0].error.as_deref(), Some("file a.csv is not CSV"));
+        assert_eq!(store.runs("ev", 1).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reopening_keeps_the_catalog_and_bad_urls_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/meta.db", dir.path().display());
+    connect(&url)
+        .await
+        .unwrap()
+        .pin_schema("ev", "{}")
+        .await
+        .unwrap();
+    // Migrations are idempotent and data survives a reopen.
+    let again = connect(&url).await.unwrap();
+    assert_eq!(again.latest_schema("ev").await.unwrap().unwrap().version, 1);
+
+    let err = connect("mysql://x").await.unwrap_err().to_string();
+    assert!(err.contains("unsupported metadata store URL"), "{err}");
+}
