@@ -1,1 +1,40 @@
+//! tarn's DataIngestionPipeline: read a source as Arrow batches, validate every
+//! record against the dataset schema, land valid rows in the raw zone's Delta
+//! table and quarantine the rest with a reason.
+//!
+//! ```text
+//! source (files)  ──► reader (csv/json/parquet/avro) ──► DataValidator ──► raw table
+//!                                                     └──────────────────► quarantine table
+//! ```
+//! The file's identity is committed with its rows (a Delta `txn` action), so each
+//! file lands exactly once. Depends on `tarn-common` and `tarn-governance`.
 
+mod error;
+mod pipeline;
+mod quarantine;
+mod raw_zone;
+pub mod reader;
+mod result;
+mod source;
+mod spec;
+mod validator;
+
+pub use error::{Error, Result};
+pub use pipeline::{IngestContext, Progress, ingest_files};
+pub use quarantine::quarantine_schema;
+pub use result::{IngestionMetadata, IngestionResult, IngestionStatus};
+pub use source::{InputFile, resolve_inputs};
+pub use spec::{DataSpec, Format};
+pub use validator::DataValidator;
+
+/// Columns tarn adds to every raw table.
+pub mod columns {
+    /// The ingestion run that wrote the row.
+    pub const RUN_ID: &str = "_ingest_run_id";
+    /// The source file and line (or record number) of the row.
+    pub const SOURCE: &str = "_ingest_source";
+    /// When the row was ingested.
+    pub const INGESTED_AT: &str = "_ingested_at";
+    /// The date of the partition key, the raw table's partition column.
+    pub const PARTITION_DATE: &str = "_partition_date";
+}

@@ -1,0 +1,625 @@
+//! DataIngestionPipeline for files: resolve inputs, skip files already landed,
+//! read and validate each file on a blocking thread, stream valid rows into the
+//! raw table and rejects into the quarantine table, then commit both with the
+//! files' identities. Any error before the commits leaves both tables untouched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use deltalake::kernel::Transaction;
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+// Deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it is
+// still the maintained object_store bridge that delta-rs itself uses.
+#[allow(deprecated)]
+use parquet::arrow::async_reader::ParquetObjectReader;
+use serde_json::json;
+use tarn_common::config::CsvOptions;
+use tarn_common::storage::object_store_for;
+use tarn_common::{DatasetSchema, Zone, ZoneRoots};
+use tarn_governance::{DatasetRecord, IngestionRun, MetadataStore, RunStatus};
+use object_store::ObjectStoreExt;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::error::{Error, Result};
+use crate::quarantine::{quarantine_batch, quarantine_schema};
+use crate::raw_zone::{TableWriter, committed_version, file_app_id, open_or_create};
+use crate::reader::{Chunk, Payloads, Sink, avro, csv, json as json_reader};
+use crate::result::{IngestionMetadata, IngestionResult, IngestionStatus};
+use crate::source::{InputFile, resolve_inputs};
+use crate::spec::{DataSpec, Format};
+use crate::validator::{DataValidator, Validated};
+
+/// Reports progress of long ingests (the CLI draws a bar with it).
+pub trait Progress: Send + Sync {
+    /// Work of `total_bytes` is about to start.
+    fn start(&self, total_bytes: u64);
+    /// `n` more bytes were read.
+    fn advance(&self, n: u64);
+    /// Work is done.
+    fn finish(&self);
+}
+
+/// What an ingest needs from the lake.
+#[derive(Clone)]
+pub struct IngestContext {
+    /// Zone roots and object-store options.
+    pub roots: ZoneRoots,
+    /// The catalog.
+    pub metadata: Arc<dyn MetadataStore>,
+    /// Records per batch.
+    pub batch_size: usize,
+    /// Dataset owner, description and tags to register.
+    pub owner: Option<String>,
+    /// See `owner`.
+    pub description: Option<String>,
+    /// See `owner`.
+    pub tags: Vec<String>,
+    /// Progress reporting.
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+/// One file to ingest and what is already committed of it.
+struct Planned {
+    file: InputFile,
+    format: Format,
+    app_id: String,
+    content_hash: String,
+    raw_version: Option<i64>,
+    quarantine_version: Option<i64>,
+}
+
+/// Ingests the files of `spec` into the raw zone. The run is recorded in the
+/// catalog, failed or not.
+pub async fn ingest_files(ctx: &IngestContext, spec: &DataSpec) -> Result<IngestionResult> {
+    spec.check()?;
+    let started = Instant::now();
+    let mut run = IngestionRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        dataset: spec.dataset.clone(),
+        source: format!("file:{}", spec.paths.join(",")),
+        status: RunStatus::Running,
+        started_at: Utc::now(),
+        ended_at: None,
+        rows_read: 0,
+        rows_written: 0,
+        rows_quarantined: 0,
+        bytes_read: 0,
+        delta_version: None,
+        error: None,
+    };
+    ctx.metadata.start_run(&run).await?;
+    let outcome = ingest(ctx, spec, &run.id).await;
+    if let Some(p) = &ctx.progress {
+        p.finish();
+    }
+    run.ended_at = Some(Utc::now());
+    match outcome {
+        Ok(mut result) => {
+            let m = &mut result.metadata;
+            m.duration_secs = started.elapsed().as_secs_f64();
+            run.status = match result.status {
+                IngestionStatus::Success => RunStatus::Success,
+                IngestionStatus::Partial => RunStatus::Partial,
+                IngestionStatus::Skipped => RunStatus::Skipped,
+            };
+            run.rows_read = m.rows_read as i64;
+            run.rows_written = m.rows_written as i64;
+            run.rows_quarantined = m.rows_quarantined as i64;
+            run.bytes_read = m.bytes_read as i64;
+            run.delta_version = m.delta_version;
+            ctx.metadata.finish_run(&run).await?;
+            Ok(result)
+        }
+        Err(e) => {
+            run.status = RunStatus::Failed;
+            run.error = Some(e.to_string());
+            ctx.metadata.finish_run(&run).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<IngestionResult> {
+    let options = &ctx.roots.options;
+    let raw_url = ctx.roots.table_url(Zone::Raw, &spec.dataset);
+    let q_url = ctx.roots.quarantine_url(&spec.dataset);
+    let files = resolve_inputs(&spec.paths, options).await?;
+
+    let existing_raw = load_if_exists(&raw_url, options).await?;
+    let existing_q = load_if_exists(&q_url, options).await?;
+    let mut planned = Vec::new();
+    let mut skipped = Vec::new();
+    for file in files {
+        let format = match spec.format {
+            Some(f) => f,
+            None => Format::from_path(file.path.as_ref()).ok_or_else(|| {
+                Error::input(
+                    file.display(),
+                    "cannot tell the format from the extension; pass --format",
+                )
+            })?,
+        };
+        let content_hash = file.content_hash().await?;
+        let app_id = file_app_id(file.url.as_str(), file.size, &content_hash);
+        let raw_version = match &existing_raw {
+            Some(t) => committed_version(t, &app_id).await?,
+            None => None,
+        };
+        let quarantine_version = match &existing_q {
+            Some(t) => committed_version(t, &app_id).await?,
+            None => None,
+        };
+        if raw_version.is_some() && !spec.force {
+            skipped.push(file.display());
+            continue;
+        }
+        planned.push(Planned {
+            file,
+            format,
+            app_id,
+            content_hash,
+            raw_version,
+            quarantine_version,
+        });
+    }
+
+    let mut meta = IngestionMetadata {
+        run_id: run_id.to_string(),
+        dataset: spec.dataset.clone(),
+        quarantine_location: q_url.to_string(),
+        files_skipped: skipped.len(),
+        skipped,
+        ..Default::default()
+    };
+    let (schema, schema_version) = match dataset_schema(ctx, spec, &planned).await? {
+        Some(s) => s,
+        None => {
+            return Ok(IngestionResult {
+                status: IngestionStatus::Skipped,
+                location: raw_url.to_string(),
+                metadata: meta,
+                errors: Vec::new(),
+            });
+        }
+    };
+    meta.schema_version = schema_version;
+    if planned.is_empty() {
+        return Ok(IngestionResult {
+            status: IngestionStatus::Skipped,
+            location: raw_url.to_string(),
+            metadata: meta,
+            errors: Vec::new(),
+        });
+    }
+
+    let partition_cols: Vec<String> = spec
+        .partition_key
+        .iter()
+        .map(|_| crate::columns::PARTITION_DATE.to_string())
+        .collect();
+    let table_schema = DataValidator::table_schema(&schema, spec.partition_key.is_some());
+    let table = match existing_raw {
+        Some(t) => t,
+        None => {
+            open_or_create(&raw_url, options, &table_schema, &partition_cols, &spec.dataset).await?
+        }
+    };
+    check_partitioning(&table, &partition_cols, &raw_url)?;
+    let mut raw = TableWriter::new(table)?;
+    if spec.schema_evolution == tarn_common::config::SchemaEvolution::Additive {
+        if !partition_cols.is_empty() {
+            return Err(Error::Invalid(
+                "additive schema evolution is not supported on partitioned tables yet".into(),
+            ));
+        }
+        raw.allow_new_columns();
+    }
+    let mut quarantine: Option<TableWriter> = existing_q.map(TableWriter::new).transpose()?;
+
+    let now = Utc::now().timestamp_micros();
+    let mut validator = Some(DataValidator::new(
+        schema,
+        spec.schema_evolution,
+        spec.partition_key.clone(),
+        run_id,
+        "",
+        now,
+    )?);
+    if let Some(p) = &ctx.progress {
+        p.start(planned.iter().map(|p| p.file.size).sum());
+    }
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let mut result = Ok(());
+    for plan in &planned {
+        let mut v = validator.take().expect("returned by the previous file");
+        v.set_source(&plan.file.display());
+        let outcome = ingest_one(
+            ctx,
+            plan,
+            &spec.csv,
+            v,
+            &mut raw,
+            &mut quarantine,
+            &q_url,
+            &mut meta,
+            &mut reasons,
+        )
+        .await;
+        match outcome {
+            Ok(v) => validator = Some(v),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if let Err(e) = result {
+        raw.abort();
+        if let Some(q) = quarantine {
+            q.abort();
+        }
+        return Err(e);
+    }
+
+    let txns = |versions: &dyn Fn(&Planned) -> Option<i64>| -> Vec<Transaction> {
+        planned
+            .iter()
+            .map(|p| Transaction::new(&p.app_id, versions(p).map_or(0, |v| v + 1)))
+            .collect()
+    };
+    let info = commit_info(run_id, &planned);
+    if let Some(q) = quarantine
+        && q.rows > 0
+    {
+        let version = q.commit(txns(&|p| p.quarantine_version), info.clone()).await?;
+        meta.quarantine_version = Some(version);
+    }
+    meta.delta_version = Some(raw.commit(txns(&|p| p.raw_version), info).await?);
+    meta.files_ingested = planned.len();
+
+    let validator = validator.expect("returned by the last file");
+    if !validator.added_fields().is_empty() {
+        let v = ctx
+            .metadata
+            .pin_schema(&spec.dataset, &validator.schema().to_avsc())
+            .await?;
+        meta.schema_version = v.version;
+    }
+    register_dataset(ctx, &spec.dataset, &raw_url).await?;
+
+    let status = if meta.rows_quarantined > 0 {
+        IngestionStatus::Partial
+    } else {
+        IngestionStatus::Success
+    };
+    let mut errors: Vec<(String, u64)> = reasons.into_iter().collect();
+    errors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(IngestionResult {
+        status,
+        location: raw_url.to_string(),
+        metadata: meta,
+        errors: errors
+            .into_iter()
+            .take(20)
+            .map(|(r, n)| format!("{n} × {r}"))
+            .collect(),
+    })
+}
+
+/// Reads, validates and writes one file; returns the validator for the next.
+#[allow(clippy::too_many_arguments)]
+async fn ingest_one(
+    ctx: &IngestContext,
+    plan: &Planned,
+    csv_opts: &CsvOptions,
+    mut validator: DataValidator,
+    raw: &mut TableWriter,
+    quarantine: &mut Option<TableWriter>,
+    q_url: &url::Url,
+    meta: &mut IngestionMetadata,
+    reasons: &mut BTreeMap<String, u64>,
+) -> Result<DataValidator> {
+    let display = plan.file.display();
+    let (tx, mut rx) = mpsc::channel::<Validated>(4);
+    let file = plan.file.clone();
+    let format = plan.format;
+    let csv_opts = csv_opts.clone();
+    let batch_size = ctx.batch_size;
+    let progress = ctx.progress.clone();
+    let handle = tokio::runtime::Handle::current();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut sink = |chunk: Chunk| -> Result<()> {
+            let v = validator.validate(chunk)?;
+            tx.blocking_send(v)
+                .map_err(|_| Error::Internal("ingest writer stopped".into()))
+        };
+        let on_bytes = |n: u64| {
+            if let Some(p) = &progress {
+                p.advance(n);
+            }
+        };
+        read_file(&file, format, &csv_opts, batch_size, &handle, &mut sink, &on_bytes)?;
+        if format == Format::Parquet {
+            on_bytes(file.size);
+        }
+        Ok::<_, Error>(validator)
+    });
+
+    let skip_quarantine = plan.quarantine_version.is_some() && plan.raw_version.is_none();
+    let mut write_result = Ok(());
+    while let Some(v) = rx.recv().await {
+        meta.rows_read += v.rows_read as u64;
+        meta.rows_quarantined += v.rejects.len() as u64;
+        for r in &v.rejects {
+            let key = match &r.field {
+                Some(f) => format!("{f}: {}", r.reason),
+                None => r.reason.clone(),
+            };
+            *reasons.entry(key).or_default() += 1;
+        }
+        if let Some(batch) = v.valid {
+            meta.rows_written += batch.num_rows() as u64;
+            if let Err(e) = raw.write(batch).await {
+                write_result = Err(e);
+                break;
+            }
+        }
+        if !v.rejects.is_empty() && !skip_quarantine {
+            let q = match quarantine {
+                Some(q) => q,
+                None => {
+                    let table = open_or_create(
+                        q_url,
+                        &ctx.roots.options,
+                        &quarantine_schema(),
+                        &[],
+                        &format!("_quarantine_{}", meta.dataset),
+                    )
+                    .await?;
+                    quarantine.insert(TableWriter::new(table)?)
+                }
+            };
+            let batch = quarantine_batch(
+                &v.rejects,
+                &meta.run_id,
+                &meta.dataset,
+                &display,
+                Utc::now().timestamp_micros(),
+            )?;
+            if let Err(e) = q.write(batch).await {
+                write_result = Err(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let validator = reader
+        .await
+        .map_err(|e| Error::Internal(format!("reader thread: {e}")))?;
+    write_result?;
+    let validator = validator?;
+    meta.bytes_read += plan.file.size;
+    Ok(validator)
+}
+
+/// Runs the reader for `format` over `file`, on the current (blocking) thread.
+fn read_file(
+    file: &InputFile,
+    format: Format,
+    csv_opts: &CsvOptions,
+    batch_size: usize,
+    handle: &tokio::runtime::Handle,
+    sink: &mut Sink<'_>,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let display = file.display();
+    if format == Format::Parquet {
+        return handle.block_on(read_parquet(file, batch_size, sink));
+    }
+    let stream = handle
+        .block_on(file.store.get(&file.path))
+        .map_err(|e| Error::input(&display, e))?
+        .into_stream()
+        .map_err(std::io::Error::other);
+    let input = SyncIoBridge::new_with_handle(StreamReader::new(stream), handle.clone());
+    match format {
+        Format::Csv => csv::read(input, csv_opts, batch_size, &display, sink, progress),
+        Format::Ndjson | Format::Json => {
+            json_reader::read(input, batch_size, &display, sink, progress)
+        }
+        Format::Avro => avro::read(input, batch_size, &display, sink),
+        Format::Parquet => unreachable!("handled above"),
+    }
+}
+
+#[allow(deprecated)]
+async fn read_parquet(file: &InputFile, batch_size: usize, sink: &mut Sink<'_>) -> Result<()> {
+    let display = file.display();
+    let reader =
+        ParquetObjectReader::new(file.store.clone(), file.path.clone()).with_file_size(file.size);
+    let mut stream = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| Error::input(&display, format!("not a Parquet file: {e}")))?
+        .with_batch_size(batch_size)
+        .build()
+        .map_err(|e| Error::input(&display, e))?;
+    let mut next_row = 1u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| Error::input(&display, e))?;
+        let n = batch.num_rows() as u64;
+        sink(Chunk {
+            batch,
+            positions: (next_row..next_row + n).collect(),
+            payloads: Payloads::Rows,
+            rejects: Vec::new(),
+        })?;
+        next_row += n;
+    }
+    Ok(())
+}
+
+/// The schema to validate against and its pinned version: the given `.avsc`
+/// (pinned if new), else the pinned schema, else one inferred from the first
+/// file. `None` when there is nothing to ingest and no schema yet.
+async fn dataset_schema(
+    ctx: &IngestContext,
+    spec: &DataSpec,
+    planned: &[Planned],
+) -> Result<Option<(DatasetSchema, i64)>> {
+    let store = &ctx.metadata;
+    if let Some(location) = &spec.schema {
+        let text = read_text(location, &ctx.roots.options).await?;
+        let schema = DatasetSchema::from_avsc(&text).map_err(|e| match e {
+            tarn_common::Error::Schema(m) => Error::input(location, m),
+            other => other.into(),
+        })?;
+        let v = store.pin_schema(&spec.dataset, &schema.to_avsc()).await?;
+        return Ok(Some((schema, v.version)));
+    }
+    if let Some(v) = store.latest_schema(&spec.dataset).await? {
+        let schema = DatasetSchema::from_avsc(&v.schema_avsc)?;
+        return Ok(Some((schema, v.version)));
+    }
+    let Some(first) = planned.first() else {
+        return Ok(None);
+    };
+    let chunk = peek_first_chunk(ctx, first).await?;
+    let schema = DataValidator::infer_schema(&spec.dataset, &chunk)?;
+    let v = store.pin_schema(&spec.dataset, &schema.to_avsc()).await?;
+    Ok(Some((schema, v.version)))
+}
+
+/// Reads just the first chunk of a file, to infer a schema from it.
+async fn peek_first_chunk(ctx: &IngestContext, plan: &Planned) -> Result<Chunk> {
+    let file = plan.file.clone();
+    let format = plan.format;
+    let batch_size = ctx.batch_size;
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut first = None;
+        let mut sink = |chunk: Chunk| -> Result<()> {
+            first = Some(chunk);
+            Err(Error::Internal("peeked".into()))
+        };
+        let res = read_file(
+            &file,
+            format,
+            &CsvOptions::default(),
+            batch_size,
+            &handle,
+            &mut sink,
+            &|_| {},
+        );
+        match (first, res) {
+            (Some(c), _) => Ok(c),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Err(Error::input(
+                file.display(),
+                "the file holds no records to infer a schema from; pass --schema",
+            )),
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("reader thread: {e}")))?
+}
+
+/// Reads a small text file (such as an `.avsc`) from a path or URL.
+async fn read_text(location: &str, options: &HashMap<String, String>) -> Result<String> {
+    let url = if location.contains("://") {
+        url::Url::parse(location).map_err(|e| Error::input(location, e))?
+    } else {
+        let abs = std::path::absolute(location).map_err(|e| Error::input(location, e))?;
+        url::Url::from_file_path(abs).map_err(|_| Error::input(location, "invalid path"))?
+    };
+    let (store, path) = object_store_for(&url, options)?;
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(|e| match e {
+            object_store::Error::NotFound { .. } => Error::input(location, "no such file"),
+            other => Error::input(location, other),
+        })?
+        .bytes()
+        .await
+        .map_err(|e| Error::input(location, e))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| Error::input(location, "not UTF-8 text"))
+}
+
+async fn load_if_exists(
+    url: &url::Url,
+    options: &HashMap<String, String>,
+) -> Result<Option<deltalake::DeltaTable>> {
+    let builder = deltalake::DeltaTableBuilder::from_url(url.clone())
+        .map_err(|e| Error::delta(url, e))?
+        .with_storage_options(options.clone());
+    match builder.load().await {
+        Ok(t) => Ok(Some(t)),
+        Err(deltalake::DeltaTableError::NotATable(_))
+        | Err(deltalake::DeltaTableError::InvalidTableLocation(_)) => Ok(None),
+        Err(e) => Err(Error::delta(url, e)),
+    }
+}
+
+fn check_partitioning(
+    table: &deltalake::DeltaTable,
+    wanted: &[String],
+    url: &url::Url,
+) -> Result<()> {
+    let actual: Vec<String> = table
+        .snapshot()
+        .map_err(|e| Error::delta(url, e))?
+        .metadata()
+        .partition_columns()
+        .to_vec();
+    if actual != wanted {
+        return Err(Error::Invalid(format!(
+            "table {url} is partitioned by {actual:?}, but this ingest asks for {wanted:?}; \
+             keep --partition-key as on the first ingest"
+        )));
+    }
+    Ok(())
+}
+
+fn commit_info(run_id: &str, planned: &[Planned]) -> serde_json::Map<String, serde_json::Value> {
+    let files: Vec<serde_json::Value> = planned
+        .iter()
+        .map(|p| {
+            json!({
+                "url": p.file.url.as_str(),
+                "size": p.file.size,
+                "blake3": p.content_hash,
+                "txn": p.app_id,
+            })
+        })
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert("tarn.run_id".into(), json!(run_id));
+    m.insert("tarn.files".into(), json!(files));
+    m
+}
+
+async fn register_dataset(ctx: &IngestContext, name: &str, url: &url::Url) -> Result<()> {
+    let now = Utc::now();
+    let existing = ctx.metadata.dataset(name, Zone::Raw).await?;
+    ctx.metadata
+        .upsert_dataset(&DatasetRecord {
+            name: name.to_string(),
+            zone: Zone::Raw,
+            location: url.to_string(),
+            owner: ctx.owner.clone(),
+            description: ctx.description.clone(),
+            tags: if ctx.tags.is_empty() {
+                existing.as_ref().map(|d| d.tags.clone()).unwrap_or_default()
+            } else {
+                ctx.tags.clone()
+            },
+            created_at: existing.map_or(now, |d| d.created_at),
+            updated_at: now,
+        })
+        .await?;
+    Ok(())
+}

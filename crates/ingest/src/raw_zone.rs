@@ -1,0 +1,129 @@
+//! ZoneRouter for the raw zone: opens or creates a dataset's Delta table and
+//! commits staged files together with the source positions they cover.
+
+use std::collections::HashMap;
+
+use arrow::datatypes::SchemaRef;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructType, Transaction};
+use deltalake::operations::create::CreateBuilder;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Target size of the Parquet files tarn writes.
+const TARGET_FILE_SIZE: u64 = 256 << 20;
+
+/// Opens the Delta table at `url`, creating it with `schema` if it does not exist.
+pub(crate) async fn open_or_create(
+    url: &Url,
+    options: &HashMap<String, String>,
+    schema: &SchemaRef,
+    partition_columns: &[String],
+    name: &str,
+) -> Result<DeltaTable> {
+    let builder = DeltaTableBuilder::from_url(url.clone())
+        .map_err(|e| Error::delta(url, e))?
+        .with_storage_options(options.clone());
+    match builder.load().await {
+        Ok(t) => Ok(t),
+        Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
+            let kernel: StructType = schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| Error::Internal(format!("delta schema: {e}")))?;
+            CreateBuilder::new()
+                .with_location(url.as_str())
+                .with_storage_options(options.clone())
+                .with_table_name(name)
+                .with_columns(kernel.fields().cloned())
+                .with_partition_columns(partition_columns.iter().cloned())
+                .await
+                .map_err(|e| Error::delta(url, e))
+        }
+        Err(e) => Err(Error::delta(url, e)),
+    }
+}
+
+/// Identifies a source file in `txn` actions.
+pub(crate) fn file_app_id(url: &str, size: u64, content_hash: &str) -> String {
+    let id = blake3::hash(format!("{url}\n{size}\n{content_hash}").as_bytes()).to_hex();
+    format!("tarn-file-{}", &id[..32])
+}
+
+/// The `txn` version recorded for `app_id` in `table`, if any.
+pub(crate) async fn committed_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let Ok(state) = table.snapshot() else {
+        return Ok(None);
+    };
+    state
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(table.table_url(), e))
+}
+
+/// Streams batches into one table and commits them atomically with `txn` actions.
+pub(crate) struct TableWriter {
+    pub(crate) table: DeltaTable,
+    writer: RecordBatchWriter,
+    pub(crate) rows: u64,
+    merge_schema: bool,
+}
+
+impl TableWriter {
+    pub(crate) fn new(table: DeltaTable) -> Result<Self> {
+        let writer = RecordBatchWriter::for_table(&table)
+            .map_err(|e| Error::delta(table.table_url(), e))?
+            .with_target_file_size(TARGET_FILE_SIZE);
+        Ok(Self {
+            table,
+            writer,
+            rows: 0,
+            merge_schema: false,
+        })
+    }
+
+    /// Allows new columns to widen the table schema.
+    pub(crate) fn allow_new_columns(&mut self) {
+        self.merge_schema = true;
+    }
+
+    pub(crate) async fn write(&mut self, batch: arrow::array::RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        let mode = if self.merge_schema {
+            WriteMode::MergeSchema
+        } else {
+            WriteMode::Default
+        };
+        self.writer
+            .write_with_mode(batch, mode)
+            .await
+            .map_err(|e| Error::delta(self.table.table_url(), e))
+    }
+
+    /// Commits everything written, with one `txn` per source and `info` as commit metadata.
+    pub(crate) async fn commit(
+        mut self,
+        txns: Vec<Transaction>,
+        info: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<i64> {
+        let props = CommitProperties::default()
+            .with_application_transactions(txns)
+            .with_metadata(info);
+        let mut writer = self.writer.with_commit_properties(props);
+        let version = writer
+            .flush_and_commit(&mut self.table)
+            .await
+            .map_err(|e| Error::delta(self.table.table_url(), e))?;
+        Ok(version as i64)
+    }
+
+    /// Discards everything written (uploads in flight are aborted; finished
+    /// files stay unreferenced until a vacuum).
+    pub(crate) fn abort(mut self) {
+        self.writer.reset();
+    }
+}

@@ -1,0 +1,281 @@
+//! CSV reader: csv-core per record, with line-aware recovery so one malformed
+//! record (wrong field count, unbalanced quote, bad UTF-8) is rejected without
+//! losing the records around it.
+
+use std::io::Read;
+
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
+use tarn_common::config::CsvOptions;
+
+use super::{Reject, Sink, TextColumns, payload_text, trim_newline};
+use crate::error::{Error, Result};
+
+/// Bytes read from the source at a time.
+const READ_SIZE: usize = 4 << 20;
+/// A quoted field longer than this is taken to be an unbalanced quote.
+const MAX_RECORD: usize = 16 << 20;
+
+/// Reads CSV from `input`, sending chunks of `batch_size` records to `sink`.
+/// `progress` is called with the number of bytes consumed.
+pub(crate) fn read<R: Read>(
+    mut input: R,
+    opts: &CsvOptions,
+    batch_size: usize,
+    file: &str,
+    sink: &mut Sink<'_>,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let byte = |c: char, what: &str| -> Result<u8> {
+        u8::try_from(c)
+            .ok()
+            .filter(u8::is_ascii)
+            .ok_or_else(|| Error::Invalid(format!("CSV {what} must be one ASCII character")))
+    };
+    let mut parser = RecordParser {
+        reader: ReaderBuilder::new()
+            .delimiter(byte(opts.delimiter, "delimiter")?)
+            .quote(byte(opts.quote, "quote")?)
+            .build(),
+        out: vec![0; 4096],
+        ends: vec![0; 64],
+    };
+    let null_marker = opts.null_marker.as_deref().map(str::as_bytes);
+
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
+    let mut start = 0usize;
+    let mut eof = false;
+    let mut line: u64 = 1;
+    let mut first = true;
+    let mut cols: Option<TextColumns> = None;
+
+    loop {
+        if !eof && buf.len() - start < READ_SIZE / 2 {
+            buf.drain(..start);
+            start = 0;
+            let n = fill(&mut input, &mut buf, READ_SIZE).map_err(|e| Error::input(file, e))?;
+            progress(n as u64);
+            eof = n == 0;
+            if first {
+                if buf.starts_with(b"\xEF\xBB\xBF") {
+                    start = 3;
+                }
+                first = false;
+            }
+            continue;
+        }
+        let input_left = &buf[start..];
+        if input_left.is_empty() && eof {
+            break;
+        }
+        let parsed = parser.parse(input_left, eof);
+        let (consumed, nfields) = match parsed {
+            Parsed::NeedMore if input_left.len() <= MAX_RECORD => {
+                // Read more and parse this record again from its start.
+                let n = fill(&mut input, &mut buf, READ_SIZE).map_err(|e| Error::input(file, e))?;
+                progress(n as u64);
+                eof = n == 0;
+                continue;
+            }
+            Parsed::NeedMore => (input_left.len(), usize::MAX),
+            Parsed::End => break,
+            Parsed::Record { consumed, nfields } => (consumed, nfields),
+        };
+        let raw = &input_left[..consumed];
+        let record_line = line;
+
+        if trim_newline(raw).iter().all(|b| b.is_ascii_whitespace()) {
+            line += memchr::memchr_iter(b'\n', raw).count() as u64;
+            start += consumed;
+            continue;
+        }
+        let cols = match &mut cols {
+            Some(c) => c,
+            None => {
+                let names: Vec<String> = if opts.header {
+                    (0..nfields)
+                        .map(|i| {
+                            String::from_utf8_lossy(parser.field(i)).trim().to_string()
+                        })
+                        .collect()
+                } else {
+                    (1..=nfields).map(|i| format!("col_{i}")).collect()
+                };
+                check_header(&names, file)?;
+                cols = Some(TextColumns::new(names));
+                if opts.header {
+                    line += memchr::memchr_iter(b'\n', raw).count() as u64;
+                    start += consumed;
+                    continue;
+                }
+                cols.as_mut().expect("just set")
+            }
+        };
+        let width = cols.width();
+        let inner_lines = memchr::memchr_iter(b'\n', trim_newline(raw)).count();
+        if nfields != width && inner_lines > 0 {
+            // A quote opened and swallowed following lines: reject only the first
+            // line and parse again from the next one.
+            let first_len = memchr::memchr(b'\n', raw).map_or(raw.len(), |i| i + 1);
+            cols.reject(Reject {
+                position: record_line,
+                field: None,
+                reason: "malformed CSV: unbalanced quote".into(),
+                payload: payload_text(&raw[..first_len]),
+            });
+            line += 1;
+            start += first_len;
+        } else if nfields != width {
+            cols.reject(Reject {
+                position: record_line,
+                field: None,
+                reason: format!("malformed CSV: expected {width} fields, found {nfields}"),
+                payload: payload_text(raw),
+            });
+            line += 1;
+            start += consumed;
+        } else {
+            // Fields are contiguous in the parser's output: check UTF-8 once.
+            let end = if nfields == 0 { 0 } else { parser.ends[nfields - 1] };
+            let text = std::str::from_utf8(&parser.out[..end]).ok().filter(|t| {
+                parser.ends[..nfields]
+                    .iter()
+                    .all(|&e| t.is_char_boundary(e))
+            });
+            match text {
+                Some(text) => {
+                    let mut from = 0;
+                    for (i, &to) in parser.ends[..nfields].iter().enumerate() {
+                        let f = &text[from..to];
+                        let null = f.is_empty() || Some(f.as_bytes()) == null_marker;
+                        cols.push(i, (!null).then_some(f));
+                        from = to;
+                    }
+                    cols.finish_row(trim_newline(raw), record_line);
+                }
+                None => {
+                    let bad = (0..nfields)
+                        .find(|&i| std::str::from_utf8(parser.field(i)).is_err())
+                        .unwrap_or(0);
+                    let name = cols.names[bad].clone();
+                    cols.reject(Reject {
+                        position: record_line,
+                        field: Some(name),
+                        reason: "invalid UTF-8 in field".into(),
+                        payload: payload_text(raw),
+                    });
+                }
+            }
+            line += 1 + inner_lines as u64;
+            start += consumed;
+        }
+        if cols.len() >= batch_size {
+            sink(cols.take())?;
+        }
+    }
+    match &mut cols {
+        Some(c) if c.len() > 0 => sink(c.take()),
+        Some(_) => Ok(()),
+        None => Ok(()),
+    }
+}
+
+fn check_header(names: &[String], file: &str) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for n in names {
+        if n.is_empty() {
+            return Err(Error::input(file, "the CSV header has an empty column name"));
+        }
+        if !seen.insert(n) {
+            return Err(Error::input(
+                file,
+                format!("the CSV header names column `{n}` twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads up to `want` more bytes into `buf`; returns how many were read.
+fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+    let old = buf.len();
+    buf.resize(old + want, 0);
+    let mut n = 0;
+    while n < want {
+        match input.read(&mut buf[old + n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(old);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(old + n);
+    Ok(n)
+}
+
+enum Parsed {
+    /// A whole record: bytes consumed (with its terminator) and field count.
+    Record { consumed: usize, nfields: usize },
+    /// The record continues past the buffered input.
+    NeedMore,
+    /// No more records.
+    End,
+}
+
+/// One csv-core reader and its output buffers; parses one record at a time.
+struct RecordParser {
+    reader: Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RecordParser {
+    fn parse(&mut self, input: &[u8], eof: bool) -> Parsed {
+        self.reader.reset();
+        let (mut nin, mut nout, mut nend) = (0, 0, 0);
+        loop {
+            let (res, i, o, e) =
+                self.reader
+                    .read_record(&input[nin..], &mut self.out[nout..], &mut self.ends[nend..]);
+            nin += i;
+            nout += o;
+            nend += e;
+            match res {
+                ReadRecordResult::InputEmpty if !eof => return Parsed::NeedMore,
+                // At end of input, an empty slice tells csv-core to finish the record.
+                ReadRecordResult::InputEmpty => {
+                    let (res, _, o, e) =
+                        self.reader
+                            .read_record(&[], &mut self.out[nout..], &mut self.ends[nend..]);
+                    nout += o;
+                    nend += e;
+                    let _ = nout;
+                    return match res {
+                        ReadRecordResult::Record => Parsed::Record {
+                            consumed: nin,
+                            nfields: nend,
+                        },
+                        _ => Parsed::End,
+                    };
+                }
+                ReadRecordResult::OutputFull => self.out.resize(self.out.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::Record => {
+                    return Parsed::Record {
+                        consumed: nin,
+                        nfields: nend,
+                    };
+                }
+                ReadRecordResult::End => return Parsed::End,
+            }
+        }
+    }
+
+    /// Field `i` of the record just parsed.
+    fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.out[start..self.ends[i]]
+    }
+}

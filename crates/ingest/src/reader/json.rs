@@ -1,0 +1,200 @@
+//! JSON readers: NDJSON (one object per line) and JSON arrays of objects.
+//! Each record becomes one row of string columns (nested values as JSON text);
+//! a line that is not a JSON object is rejected on its own.
+
+use std::borrow::Cow;
+use std::io::{BufRead, BufReader, Read};
+
+use serde::de::{SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::{Reject, Sink, TextColumns, payload_text};
+use crate::error::{Error, Result};
+
+/// Reads NDJSON, or a JSON array when the input starts with `[`.
+pub(crate) fn read<R: Read>(
+    input: R,
+    batch_size: usize,
+    file: &str,
+    sink: &mut Sink<'_>,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let starts_with_bracket = loop {
+        let buf = input.fill_buf().map_err(|e| Error::input(file, e))?;
+        if buf.is_empty() {
+            break false;
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF) {
+            Some(i) => break buf[i] == b'[',
+            None => {
+                let n = buf.len();
+                input.consume(n);
+            }
+        }
+    };
+    let mut rows = JsonRows::new(batch_size);
+    if starts_with_bracket {
+        read_array(input, file, &mut rows, sink)?;
+    } else {
+        read_lines(input, file, &mut rows, sink, progress)?;
+    }
+    rows.flush(sink)
+}
+
+fn read_lines<R: BufRead>(
+    mut input: R,
+    file: &str,
+    rows: &mut JsonRows,
+    sink: &mut Sink<'_>,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    let mut number = 0u64;
+    let mut pending = 0u64;
+    loop {
+        line.clear();
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::input(file, e))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        pending += n as u64;
+        if pending > 1 << 20 {
+            progress(pending);
+            pending = 0;
+        }
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Map<String, Value>>(text) {
+            Ok(obj) => rows.push(&obj, text, number),
+            Err(e) => rows.cols.reject(Reject {
+                position: number,
+                field: None,
+                reason: format!("invalid JSON: {e}"),
+                payload: payload_text(text),
+            }),
+        }
+        rows.maybe_flush(sink)?;
+    }
+    progress(pending);
+    Ok(())
+}
+
+fn read_array<R: Read>(
+    input: R,
+    file: &str,
+    rows: &mut JsonRows,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
+    struct Elements<'a, 'b> {
+        rows: &'a mut JsonRows,
+        sink: &'a mut Sink<'b>,
+        failed: &'a mut Option<Error>,
+    }
+    impl<'de> Visitor<'de> for Elements<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array of objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut number = 0u64;
+            while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                number += 1;
+                let text = raw.get();
+                match serde_json::from_str::<Map<String, Value>>(text) {
+                    Ok(obj) => self.rows.push(&obj, text.as_bytes(), number),
+                    Err(_) => self.rows.cols.reject(Reject {
+                        position: number,
+                        field: None,
+                        reason: "array element is not a JSON object".into(),
+                        payload: payload_text(text.as_bytes()),
+                    }),
+                }
+                if let Err(e) = self.rows.maybe_flush(self.sink) {
+                    *self.failed = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_reader(input);
+    let mut failed = None;
+    let v = Elements {
+        rows,
+        sink,
+        failed: &mut failed,
+    };
+    let res = serde::Deserializer::deserialize_seq(&mut de, v);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    res.and_then(|_| de.end())
+        .map_err(|e| Error::input(file, format!("invalid JSON array: {e}")))
+}
+
+/// JSON objects turned into rows of string columns.
+pub(crate) struct JsonRows {
+    pub(crate) cols: TextColumns,
+    filled: Vec<bool>,
+    batch_size: usize,
+}
+
+impl JsonRows {
+    pub(crate) fn new(batch_size: usize) -> Self {
+        Self {
+            cols: TextColumns::new([]),
+            filled: Vec::new(),
+            batch_size,
+        }
+    }
+
+    /// Adds one object as a row; `raw` is its original text.
+    pub(crate) fn push(&mut self, obj: &Map<String, Value>, raw: &[u8], position: u64) {
+        self.filled.clear();
+        for (k, v) in obj {
+            let i = self.cols.column(k);
+            if self.filled.len() <= i {
+                self.filled.resize(i + 1, false);
+            }
+            if self.filled[i] {
+                continue;
+            }
+            self.cols.push(i, scalar_text(v).as_deref());
+            self.filled[i] = true;
+        }
+        self.cols.end_row(&self.filled, raw, position);
+    }
+
+    pub(crate) fn maybe_flush(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+        if self.cols.len() >= self.batch_size {
+            sink(self.cols.take())?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+        if self.cols.len() > 0 {
+            sink(self.cols.take())?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON value as column text: strings as they are, numbers and booleans as
+/// written, nested values as JSON, null as null.
+pub(crate) fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
