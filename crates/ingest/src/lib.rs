@@ -22,6 +22,7 @@ mod validator;
 pub use error::{Error, Result};
 pub use pipeline::{IngestContext, Progress, ingest_files};
 pub use quarantine::quarantine_schema;
+pub use raw_zone::load_table;
 pub use result::{IngestionMetadata, IngestionResult, IngestionStatus};
 pub use source::{InputFile, resolve_inputs};
 pub use spec::{DataSpec, Format};

@@ -26,7 +26,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::{Error, Result};
 use crate::quarantine::{quarantine_batch, quarantine_schema};
-use crate::raw_zone::{TableWriter, committed_version, file_app_id, open_or_create};
+use crate::raw_zone::{TableWriter, committed_version, file_app_id, load_table, open_or_create};
 use crate::reader::{Chunk, Payloads, Sink, avro, csv, json as json_reader};
 use crate::result::{IngestionMetadata, IngestionResult, IngestionStatus};
 use crate::source::{InputFile, resolve_inputs};
@@ -129,8 +129,8 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
     let q_url = ctx.roots.quarantine_url(&spec.dataset);
     let files = resolve_inputs(&spec.paths, options).await?;
 
-    let existing_raw = load_if_exists(&raw_url, options).await?;
-    let existing_q = load_if_exists(&q_url, options).await?;
+    let existing_raw = load_table(&raw_url, options).await?;
+    let existing_q = load_table(&q_url, options).await?;
     let mut planned = Vec::new();
     let mut skipped = Vec::new();
     for file in files {
@@ -547,21 +547,6 @@ async fn read_text(location: &str, options: &HashMap<String, String>) -> Result<
         .await
         .map_err(|e| Error::input(location, e))?;
     String::from_utf8(bytes.to_vec()).map_err(|_| Error::input(location, "not UTF-8 text"))
-}
-
-async fn load_if_exists(
-    url: &url::Url,
-    options: &HashMap<String, String>,
-) -> Result<Option<deltalake::DeltaTable>> {
-    let builder = deltalake::DeltaTableBuilder::from_url(url.clone())
-        .map_err(|e| Error::delta(url, e))?
-        .with_storage_options(options.clone());
-    match builder.load().await {
-        Ok(t) => Ok(Some(t)),
-        Err(deltalake::DeltaTableError::NotATable(_))
-        | Err(deltalake::DeltaTableError::InvalidTableLocation(_)) => Ok(None),
-        Err(e) => Err(Error::delta(url, e)),
-    }
 }
 
 fn check_partitioning(

@@ -17,6 +17,24 @@ use crate::error::{Error, Result};
 /// Target size of the Parquet files tarn writes.
 const TARGET_FILE_SIZE: u64 = 256 << 20;
 
+/// Loads the Delta table at `url`; `None` if there is no table there.
+pub async fn load_table(
+    url: &Url,
+    options: &HashMap<String, String>,
+) -> Result<Option<DeltaTable>> {
+    let err = |e: DeltaTableError| Error::delta(url, e);
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .map_err(err)?
+        .with_storage_options(options.clone())
+        .build()
+        .map_err(err)?;
+    if !table.verify_deltatable_existence().await.map_err(err)? {
+        return Ok(None);
+    }
+    table.load().await.map_err(err)?;
+    Ok(Some(table))
+}
+
 /// Opens the Delta table at `url`, creating it with `schema` if it does not exist.
 pub(crate) async fn open_or_create(
     url: &Url,
@@ -25,12 +43,9 @@ pub(crate) async fn open_or_create(
     partition_columns: &[String],
     name: &str,
 ) -> Result<DeltaTable> {
-    let builder = DeltaTableBuilder::from_url(url.clone())
-        .map_err(|e| Error::delta(url, e))?
-        .with_storage_options(options.clone());
-    match builder.load().await {
-        Ok(t) => Ok(t),
-        Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
+    match load_table(url, options).await? {
+        Some(t) => Ok(t),
+        None => {
             let kernel: StructType = schema
                 .as_ref()
                 .try_into_kernel()
@@ -44,7 +59,6 @@ pub(crate) async fn open_or_create(
                 .await
                 .map_err(|e| Error::delta(url, e))
         }
-        Err(e) => Err(Error::delta(url, e)),
     }
 }
 

@@ -9,7 +9,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
-use arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
+use arrow::compute::{CastOptions, cast_with_options, filter};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::FormatOptions;
 use tarn_common::config::SchemaEvolution;
@@ -176,7 +176,7 @@ impl DataValidator {
         let valid = if valid_count == 0 {
             None
         } else {
-            Some(self.finish(out, &keep, &positions, n)?)
+            Some(self.finish(out, &keep, &positions)?)
         };
         Ok(Validated {
             valid,
@@ -232,11 +232,16 @@ impl DataValidator {
 
     fn finish(
         &self,
-        mut out: Vec<ArrayRef>,
+        out: Vec<ArrayRef>,
         keep: &BooleanArray,
         positions: &[u64],
-        n: usize,
     ) -> Result<RecordBatch> {
+        let mut columns = out
+            .iter()
+            .map(|c| filter(c.as_ref(), keep))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        let n = keep.true_count();
         let mut src = StringBuilder::with_capacity(n, n * (self.source.len() + 8));
         let mut text = String::with_capacity(self.source.len() + 12);
         for (i, p) in positions.iter().enumerate() {
@@ -245,15 +250,13 @@ impl DataValidator {
                 text.clear();
                 let _ = write!(text, "{}:{p}", self.source);
                 src.append_value(&text);
-            } else {
-                src.append_null();
             }
         }
-        out.push(Arc::new(StringArray::from_iter_values(
+        columns.push(Arc::new(StringArray::from_iter_values(
             std::iter::repeat_n(self.run_id.as_str(), n),
         )));
-        out.push(Arc::new(src.finish()));
-        out.push(Arc::new(
+        columns.push(Arc::new(src.finish()));
+        columns.push(Arc::new(
             TimestampMicrosecondArray::from(vec![self.ingested_at_micros; n]).with_timezone(UTC),
         ));
         if let Some(key) = &self.partition_key {
@@ -263,14 +266,13 @@ impl DataValidator {
                 .iter()
                 .position(|f| &f.name == key)
                 .expect("checked in new()");
-            let date = cast_with_options(&out[idx], &DataType::Date32, &CastOptions::default())
-                .map_err(|e| Error::Internal(format!("partition date: {e}")))?;
-            out.push(date);
+            let date = cast_with_options(&columns[idx], &DataType::Date32, &CastOptions::default())
+                .map_err(internal)?;
+            columns.push(date);
         }
         let schema = Self::table_schema(&self.schema, self.partition_key.is_some());
-        let batch = RecordBatch::try_new(schema, out)
-            .map_err(|e| Error::Internal(format!("validated batch: {e}")))?;
-        filter_record_batch(&batch, keep).map_err(|e| Error::Internal(format!("filter: {e}")))
+        RecordBatch::try_new(schema, columns)
+            .map_err(|e| Error::Internal(format!("validated batch: {e}")))
     }
 }
 

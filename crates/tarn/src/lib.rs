@@ -1,1 +1,44 @@
+//! # tarn
+//!
+//! An enterprise data lake in one library and binary. [`DataLake`] is the entry
+//! point; this crate is a facade over the domain crates:
+//!
+//! ```text
+//! tarn-common      config (tarn.yaml), dataset schemas, zone locations
+//!   └─ tarn-governance   MetadataStore: catalog, schema versions, runs (SQLite/PostgreSQL)
+//!        └─ tarn-ingest  DataIngestionPipeline: connectors → DataValidator → raw zone + quarantine
+//!             └─ tarn    DataLake: open, ingest_data, catalog (this crate)
+//!                  └─ tarn-cli   the `tarn` binary
+//! ```
+//!
+//! A file goes in through [`DataLake::ingest_data`]; every record is validated
+//! against the dataset's schema; valid rows land in the raw zone's Delta table
+//! at `<raw root>/<dataset>`, invalid ones in `<raw root>/_quarantine/<dataset>`
+//! with a reason, and the run's reconciled counts go to the catalog.
+//!
+//! ```no_run
+//! # async fn f() -> tarn::Result<()> {
+//! use tarn::{DataLake, DataSpec, TarnConfig};
+//! let lake = DataLake::open(TarnConfig::discover(None)?).await?;
+//! let spec = DataSpec::new("user_events", "incoming/*.csv")
+//!     .with_schema("user_events.avsc")
+//!     .with_partition_key("timestamp");
+//! let result = lake.ingest_data("file", spec).await?;
+//! println!("{} rows landed at {}", result.metadata.rows_written, result.location);
+//! # Ok(()) }
+//! ```
 
+mod catalog;
+pub mod demo;
+mod error;
+mod lake;
+
+pub use catalog::{CatalogEntry, DatasetDetails, TableStats, ZoneTable};
+pub use error::{Error, Result};
+pub use lake::DataLake;
+pub use tarn_common::config::{CsvOptions, SchemaEvolution};
+pub use tarn_common::{DatasetSchema, TarnConfig, Zone};
+pub use tarn_governance::{IngestionRun, RunStatus, SchemaVersion};
+pub use tarn_ingest::{
+    DataSpec, Format, IngestionMetadata, IngestionResult, IngestionStatus, Progress,
+};

@@ -1,0 +1,142 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// tarn: an enterprise data lake in one binary.
+///
+/// Files go in, are validated against their schema, and land as Delta tables in
+/// the raw zone; bad records go to quarantine with a reason. Start with
+/// `tarn demo`, or `tarn init` and then `tarn ingest file`.
+#[derive(Debug, Parser)]
+#[command(name = "tarn", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The lake's config file [default: $TARN_CONFIG, then ./tarn.yaml]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v, -vv); TARN_LOG overrides with a tracing filter.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a lake: a commented tarn.yaml and compliance.yaml, the zone
+    /// directories and the SQLite metadata store.
+    Init {
+        /// Directory of the new lake.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run tarn's main job on a bundled sample: create a lake in DIR, ingest a
+    /// CSV with good and bad records against its Avro schema, and show what
+    /// landed where (no servers needed).
+    Demo {
+        /// Directory for the demo lake.
+        #[arg(default_value = "tarn-demo")]
+        dir: PathBuf,
+    },
+    /// Ingest data into a dataset's raw table.
+    #[command(subcommand)]
+    Ingest(IngestCommand),
+    /// Browse the catalog: datasets, schemas, runs and row counts.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// Ingest files (CSV, NDJSON, JSON, Parquet, Avro) from paths, directories or globs.
+    ///
+    /// Every record is validated against the schema: valid ones are appended to
+    /// <raw zone>/<dataset>, invalid ones go to <raw zone>/_quarantine/<dataset>
+    /// with the reason. A file already ingested is skipped (its path, size and
+    /// content hash are committed with its rows); --force ingests it again.
+    ///
+    /// Example:
+    ///   tarn ingest file --dataset user_events --path 'incoming/*.csv' \
+    ///       --schema user_events.avsc --partition-key timestamp
+    File(FileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// Target dataset.
+    #[arg(long, short = 'd')]
+    pub dataset: String,
+    /// A file, directory or glob (local path or s3:// URL); repeatable.
+    /// [default: the dataset's source in tarn.yaml]
+    #[arg(long, short = 'p', value_name = "PATH")]
+    pub path: Vec<String>,
+    /// Avro schema (.avsc) to validate against and pin. [default: the dataset's
+    /// schema in tarn.yaml, else the pinned one, else inferred from the data]
+    #[arg(long, short = 's', value_name = "AVSC")]
+    pub schema: Option<String>,
+    /// Input format [default: from each file's extension]
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Option<FormatArg>,
+    /// Timestamp or date column whose date partitions the raw table.
+    #[arg(long, value_name = "COLUMN")]
+    pub partition_key: Option<String>,
+    /// What to do with records that have new columns.
+    #[arg(long, value_enum)]
+    pub schema_evolution: Option<EvolutionArg>,
+    /// CSV field delimiter.
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
+    /// CSV quote character.
+    #[arg(long, value_name = "CHAR")]
+    pub quote: Option<char>,
+    /// The CSV has no header line (columns are named col_1, col_2, ...).
+    #[arg(long)]
+    pub no_header: bool,
+    /// A CSV value that means null (empty fields are always null).
+    #[arg(long, value_name = "TEXT")]
+    pub null_marker: Option<String>,
+    /// Ingest files again even if they were ingested before.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the IngestionResult as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Ndjson,
+    Json,
+    Parquet,
+    Avro,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EvolutionArg {
+    /// Quarantine records with new columns or changed types (default).
+    Strict,
+    /// Add new columns as nullable and pin a new schema version.
+    Additive,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// List datasets.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a dataset: schema and its versions, tables and row counts per zone, runs.
+    Show {
+        /// Dataset name.
+        dataset: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,292 @@
+//! Runs a parsed command and prints its outcome: for people by default, JSON
+//! with `--json`.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use tarn::{
+    CatalogEntry, DataLake, DatasetDetails, Format, IngestionResult, IngestionStatus,
+    SchemaEvolution, TarnConfig, TableStats, ZoneTable,
+};
+
+use crate::args::{CatalogCommand, Cli, Command, EvolutionArg, FileArgs, FormatArg, IngestCommand};
+use crate::progress::Bar;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Runs `cli`'s command.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init { dir } => {
+            let (lake, created) = DataLake::init(&dir).await?;
+            let path = lake.config().path.clone().unwrap_or_default();
+            let roots = lake.config().zone_roots()?;
+            if created {
+                println!("Created a lake in {}", dir.display());
+            } else {
+                println!("{} exists; kept it", path.display());
+            }
+            println!("  config:     {}", path.display());
+            for zone in tarn::Zone::ALL {
+                println!("  {:<11} {}", format!("{zone}:"), roots.root(zone));
+            }
+            println!("  metadata:   {}", lake.config().metadata_store_url());
+            println!("\nNext: tarn --config {} ingest file --dataset NAME --path FILE [--schema FILE.avsc]", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir } => {
+            let out = tarn::demo::run(&dir).await?;
+            println!("tarn demo: a lake in {}\n", out.dir.display());
+            println!("Ingested the bundled sample (incoming/user_events.csv) against incoming/user_events.avsc:");
+            print_ingest(&out.result);
+            let details = out.lake.catalog_show("user_events").await?;
+            println!();
+            print_details(&details);
+            let cfg = out.dir.join("tarn.yaml");
+            println!("\nRead it with Python:  python3 -c \"import deltalake; print(deltalake.DeltaTable('{}').to_pyarrow_table())\"", details.tables[0].location);
+            println!("See the catalog:      tarn --config {} catalog show user_events", cfg.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest(IngestCommand::File(args)) => {
+            let json_out = args.json;
+            match ingest_file(cli.config.as_deref(), args).await {
+                Ok(result) => {
+                    if json_out {
+                        println!("{}", serde_json::to_string_pretty(&result)?);
+                    } else {
+                        print_ingest(&result);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) if json_out => {
+                    println!(
+                        "{}",
+                        json!({"status": "failed", "errors": [e.to_string()]})
+                    );
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Command::Catalog(cmd) => {
+            let lake = DataLake::open(TarnConfig::discover(cli.config.as_deref())?).await?;
+            match cmd {
+                CatalogCommand::List { json } => {
+                    let entries = lake.catalog_list().await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&entries)?);
+                    } else {
+                        print_list(&entries);
+                    }
+                }
+                CatalogCommand::Show { dataset, json } => {
+                    let details = lake.catalog_show(&dataset).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&details)?);
+                    } else {
+                        print_details(&details);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn ingest_file(config: Option<&std::path::Path>, args: FileArgs) -> Result<IngestionResult> {
+    let lake = DataLake::open(TarnConfig::discover(config)?).await?;
+    let mut spec = lake.spec_for(&args.dataset);
+    if !args.path.is_empty() {
+        spec.paths = args.path;
+    }
+    if args.schema.is_some() {
+        spec.schema = args.schema;
+    }
+    if let Some(f) = args.format {
+        spec.format = Some(match f {
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Ndjson => Format::Ndjson,
+            FormatArg::Json => Format::Json,
+            FormatArg::Parquet => Format::Parquet,
+            FormatArg::Avro => Format::Avro,
+        });
+    }
+    if args.partition_key.is_some() {
+        spec.partition_key = args.partition_key;
+    }
+    if let Some(e) = args.schema_evolution {
+        spec.schema_evolution = match e {
+            EvolutionArg::Strict => SchemaEvolution::Strict,
+            EvolutionArg::Additive => SchemaEvolution::Additive,
+        };
+    }
+    if let Some(d) = args.delimiter {
+        spec.csv.delimiter = d;
+    }
+    if let Some(q) = args.quote {
+        spec.csv.quote = q;
+    }
+    if args.no_header {
+        spec.csv.header = false;
+    }
+    if args.null_marker.is_some() {
+        spec.csv.null_marker = args.null_marker;
+    }
+    spec.force = args.force;
+    Ok(lake
+        .ingest_with_progress("file", spec, Bar::for_terminal())
+        .await?)
+}
+
+fn print_ingest(r: &IngestionResult) {
+    let m = &r.metadata;
+    match r.status {
+        IngestionStatus::Skipped => {
+            println!(
+                "= {}: nothing to ingest; already ingested: {}",
+                m.dataset,
+                m.skipped.join(", ")
+            );
+            println!("  (use --force to ingest again)");
+            return;
+        }
+        IngestionStatus::Success => println!(
+            "✔ {}: {} records read, all {} written",
+            m.dataset, m.rows_read, m.rows_written
+        ),
+        IngestionStatus::Partial => println!(
+            "✔ {}: {} records read, {} written, {} quarantined",
+            m.dataset, m.rows_read, m.rows_written, m.rows_quarantined
+        ),
+    }
+    let version = |v: Option<i64>| v.map_or("-".to_string(), |v| format!("version {v}"));
+    println!("  raw table:  {} ({})", r.location, version(m.delta_version));
+    if m.rows_quarantined > 0 {
+        println!(
+            "  quarantine: {} ({})",
+            m.quarantine_location,
+            version(m.quarantine_version)
+        );
+    }
+    let mb = m.bytes_read as f64 / 1e6;
+    println!(
+        "  run {}: {} file(s), {:.1} MB in {:.2} s ({:.1} MB/s), schema v{}",
+        m.run_id,
+        m.files_ingested,
+        mb,
+        m.duration_secs,
+        if m.duration_secs > 0.0 { mb / m.duration_secs } else { 0.0 },
+        m.schema_version
+    );
+    if m.files_skipped > 0 {
+        println!("  skipped (already ingested): {}", m.skipped.join(", "));
+    }
+    if !r.errors.is_empty() {
+        println!("  quarantine reasons:");
+        for e in &r.errors {
+            println!("    {e}");
+        }
+    }
+}
+
+fn print_list(entries: &[CatalogEntry]) {
+    if entries.is_empty() {
+        println!("The catalog is empty. Ingest something: tarn ingest file --help");
+        return;
+    }
+    println!("{:<24} {:<28} {:>7}  {:<20}", "DATASET", "ZONES", "SCHEMA", "LAST RUN");
+    for e in entries {
+        let zones: Vec<String> = e.zones.iter().map(|z| z.to_string()).collect();
+        let last = e.last_run.as_ref().map_or("-".to_string(), |r| {
+            format!(
+                "{} {} ({} read, {} written, {} quarantined)",
+                r.started_at.format("%Y-%m-%d %H:%M"),
+                r.status,
+                r.rows_read,
+                r.rows_written,
+                r.rows_quarantined
+            )
+        });
+        println!(
+            "{:<24} {:<28} {:>7}  {}",
+            e.name,
+            zones.join(","),
+            e.schema_version.map_or("-".into(), |v| format!("v{v}")),
+            last
+        );
+    }
+}
+
+fn stats_line(t: &ZoneTable) -> String {
+    match &t.stats {
+        Some(TableStats {
+            version,
+            rows,
+            files,
+            bytes,
+        }) => format!(
+            "{rows} rows, {files} files, {:.1} MB, version {version}",
+            *bytes as f64 / 1e6
+        ),
+        None => "no table".into(),
+    }
+}
+
+fn print_details(d: &DatasetDetails) {
+    println!("Dataset {}", d.name);
+    if let Some(o) = &d.owner {
+        println!("  owner:       {o}");
+    }
+    if let Some(desc) = &d.description {
+        println!("  description: {desc}");
+    }
+    if !d.tags.is_empty() {
+        println!("  tags:        {}", d.tags.join(", "));
+    }
+    println!("Tables:");
+    for t in &d.tables {
+        if t.stats.is_some() {
+            println!("  {:<12} {}  [{}]", t.zone.to_string(), t.location, stats_line(t));
+        }
+    }
+    println!(
+        "  {:<12} {}  [{}]",
+        "quarantine",
+        d.quarantine.location,
+        stats_line(&d.quarantine)
+    );
+    match d.schema_versions.last() {
+        Some(v) => println!(
+            "Schema v{} (of {}, pinned {}):",
+            v.version,
+            d.schema_versions.len(),
+            v.created_at.format("%Y-%m-%d %H:%M:%S")
+        ),
+        None => println!("Schema: none pinned"),
+    }
+    for (name, ty, nullable) in &d.fields {
+        println!(
+            "  {:<24} {}{}",
+            name,
+            ty,
+            if *nullable { " (nullable)" } else { "" }
+        );
+    }
+    println!("Runs (newest first):");
+    if d.runs.is_empty() {
+        println!("  none");
+    }
+    for r in &d.runs {
+        println!(
+            "  {} {:<8} read {:>9} written {:>9} quarantined {:>7}  {}{}",
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            r.status.to_string(),
+            r.rows_read,
+            r.rows_written,
+            r.rows_quarantined,
+            r.delta_version
+                .map_or(String::new(), |v| format!("v{v} ")),
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! DataLake: the seed's entry point.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tarn_common::TarnConfig;
+use tarn_common::config::{DEFAULT_COMPLIANCE_YAML, DEFAULT_CONFIG_FILE, DEFAULT_TARN_YAML};
+use tarn_common::storage::local_path;
+use tarn_governance::MetadataStore;
+use tarn_ingest::{DataSpec, IngestContext, IngestionResult, Progress};
+
+use crate::error::{Error, Result};
+
+/// A tarn lake: its configuration, zone roots and catalog.
+#[derive(Clone)]
+pub struct DataLake {
+    config: TarnConfig,
+    metadata: Arc<dyn MetadataStore>,
+}
+
+impl std::fmt::Debug for DataLake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataLake")
+            .field("config", &self.config.path)
+            .finish()
+    }
+}
+
+impl DataLake {
+    /// Opens the lake described by `config`: connects to (and migrates) the
+    /// metadata store and creates local zone roots that do not exist yet.
+    pub async fn open(config: TarnConfig) -> Result<Self> {
+        let roots = config.zone_roots()?;
+        for zone in tarn_common::Zone::ALL {
+            if let Some(dir) = local_path(roots.root(zone)) {
+                std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let url = config.metadata_store_url();
+        if let Some(path) = url.strip_prefix("sqlite://")
+            && let Some(parent) = Path::new(path.split('?').next().unwrap_or(path)).parent()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let metadata = tarn_governance::connect(&url).await?;
+        Ok(Self { config, metadata })
+    }
+
+    /// Writes a commented `tarn.yaml` and `compliance.yaml` with local defaults
+    /// into `dir` (keeping files that exist), then opens the lake, which creates
+    /// the zone roots and the SQLite metadata store. Returns the lake and whether
+    /// a new `tarn.yaml` was written.
+    pub async fn init(dir: &Path) -> Result<(Self, bool)> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let config_path = dir.join(DEFAULT_CONFIG_FILE);
+        let created = !config_path.exists();
+        if created {
+            std::fs::write(&config_path, DEFAULT_TARN_YAML).map_err(io(&config_path))?;
+        }
+        let compliance = dir.join("compliance.yaml");
+        if !compliance.exists() {
+            std::fs::write(&compliance, DEFAULT_COMPLIANCE_YAML).map_err(io(&compliance))?;
+        }
+        let lake = Self::open(TarnConfig::load(&config_path)?).await?;
+        Ok((lake, created))
+    }
+
+    /// The lake's configuration.
+    pub fn config(&self) -> &TarnConfig {
+        &self.config
+    }
+
+    /// The catalog.
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    /// A DataSpec for `dataset` from its entry in `tarn.yaml` (schema,
+    /// partition key, evolution mode, source path and CSV options).
+    pub fn spec_for(&self, dataset: &str) -> DataSpec {
+        let mut spec = DataSpec {
+            dataset: dataset.to_string(),
+            ..Default::default()
+        };
+        if let Some(ds) = self.config.datasets.get(dataset) {
+            spec.schema = ds
+                .schema
+                .as_ref()
+                .map(|s| self.config.resolve_path(s).display().to_string());
+            spec.partition_key = ds.partition_key.clone();
+            spec.schema_evolution = ds.schema_evolution;
+        }
+        if let Some(src) = self.config.dataset_file_source(dataset) {
+            spec.paths = vec![self.config.resolve_path(&src.path).display().to_string()];
+            spec.format = src.format.as_deref().and_then(|f| f.parse().ok());
+            spec.csv = src.csv.clone();
+        }
+        spec
+    }
+
+    /// Ingests `spec` from a source kind (the seed's `ingest_data("file", spec)`).
+    pub async fn ingest_data(&self, source: &str, spec: DataSpec) -> Result<IngestionResult> {
+        self.ingest_with_progress(source, spec, None).await
+    }
+
+    /// [`ingest_data`](Self::ingest_data), reporting progress.
+    pub async fn ingest_with_progress(
+        &self,
+        source: &str,
+        spec: DataSpec,
+        progress: Option<Arc<dyn Progress>>,
+    ) -> Result<IngestionResult> {
+        match source {
+            "file" => {}
+            "kafka" | "rest" | "database" => {
+                return Err(Error::Invalid(format!(
+                    "the `{source}` connector is not part of this build yet; only `file` is"
+                )));
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown source kind `{other}` (expected file, kafka, rest or database)"
+                )));
+            }
+        }
+        let ds = self.config.datasets.get(&spec.dataset);
+        let ctx = IngestContext {
+            roots: self.config.zone_roots()?,
+            metadata: self.metadata.clone(),
+            batch_size: self.config.processing.batch_size,
+            owner: ds.and_then(|d| d.owner.clone()),
+            description: ds.and_then(|d| d.description.clone()),
+            tags: ds.map(|d| d.tags.clone()).unwrap_or_default(),
+            progress,
+        };
+        Ok(tarn_ingest::ingest_files(&ctx, &spec).await?)
+    }
+}
