@@ -150,7 +150,7 @@ def _parse_gnu_time(text: str) -> dict:
 def measure(cmd: list[str], *, cwd: Path, log: Path) -> dict:
     """Run cmd as a child; return wall/user/sys seconds, peak RSS and stdout."""
     stats = Path(tempfile.mkstemp(prefix="bench-rusage-", dir=cwd)[1])
-    gnu_time = Path("/usr/bin/time").exists()
+    gnu_time = Path("/usr/bin/time").exists() and not os.environ.get("BENCH_NO_GNU_TIME")
     if gnu_time:
         full = ["/usr/bin/time", "-v", "-o", str(stats), *cmd]
     else:
@@ -176,14 +176,19 @@ def measure(cmd: list[str], *, cwd: Path, log: Path) -> dict:
 
 
 def last_json(stdout: str) -> dict:
-    for line in reversed(stdout.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            return json.loads(line)
+    """The whole stdout as one JSON document, else its last one-line JSON object."""
     try:
         return json.loads(stdout)
     except json.JSONDecodeError:
-        raise RuntimeError(f"no JSON on stdout:\n{stdout[-2000:]}") from None
+        pass
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    raise RuntimeError(f"no JSON on stdout:\n{stdout[-2000:]}")
 
 
 def run_tarn(tarn: str, fmt: str, src: Path, avsc: Path, work: Path, log: Path) -> dict:
@@ -370,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"rows": a.rows, "bad_fraction": a.bad_fraction, "seed": a.seed, "cpu_count": ncpu,
             "tarn": a.tarn, "tarn_version": tarn_version, "repeat": a.repeat,
             "python": platform.python_version(), "platform": platform.platform(),
-            "time_source": "/usr/bin/time -v" if Path("/usr/bin/time").exists() else "getrusage(RUSAGE_CHILDREN)"}
+            "time_source": "/usr/bin/time -v" if Path("/usr/bin/time").exists() and not os.environ.get("BENCH_NO_GNU_TIME")
+            else "getrusage(RUSAGE_CHILDREN)"}
     if a.json:
         print(json.dumps({"meta": meta, "results": results}, indent=2))
     else:

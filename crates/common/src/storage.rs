@@ -112,6 +112,8 @@ pub fn object_store_for(
     url: &Url,
     options: &HashMap<String, String>,
 ) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    // object_store matches option keys in lower case; accept AWS_* spellings too.
+    let options = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone()));
     let (store, path) = object_store::parse_url_opts(url, options)
         .map_err(|e| Error::Storage(format!("cannot open {url}: {e}")))?;
     Ok((Arc::from(store), path))

@@ -418,7 +418,7 @@ fn read_file(
 ) -> Result<()> {
     let display = file.display();
     if format == Format::Parquet {
-        return handle.block_on(read_parquet(file, batch_size, sink));
+        return read_parquet(file, batch_size, handle, sink);
     }
     let stream = handle
         .block_on(file.store.get(&file.path))
@@ -436,19 +436,26 @@ fn read_file(
     }
 }
 
+/// Reads Parquet through the object store; each batch is fetched on the
+/// runtime and handed to `sink` on this (blocking) thread.
 #[allow(deprecated)]
-async fn read_parquet(file: &InputFile, batch_size: usize, sink: &mut Sink<'_>) -> Result<()> {
+fn read_parquet(
+    file: &InputFile,
+    batch_size: usize,
+    handle: &tokio::runtime::Handle,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
     let display = file.display();
     let reader =
         ParquetObjectReader::new(file.store.clone(), file.path.clone()).with_file_size(file.size);
-    let mut stream = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
+    let mut stream = handle
+        .block_on(ParquetRecordBatchStreamBuilder::new(reader))
         .map_err(|e| Error::input(&display, format!("not a Parquet file: {e}")))?
         .with_batch_size(batch_size)
         .build()
         .map_err(|e| Error::input(&display, e))?;
     let mut next_row = 1u64;
-    while let Some(batch) = stream.next().await {
+    while let Some(batch) = handle.block_on(stream.next()) {
         let batch = batch.map_err(|e| Error::input(&display, e))?;
         let n = batch.num_rows() as u64;
         sink(Chunk {

@@ -1,0 +1,6 @@
+//! Integration tests of tarn through the `DataLake` API: one binary, one
+//! module per area. Each ingest test body runs on local files and on a real
+//! S3-compatible server (see `support`).
+
+mod ingest;
+mod support;
