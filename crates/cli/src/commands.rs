@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::json;
 use tarn::{
     CatalogEntry, DataLake, DatasetDetails, Format, IngestionResult, IngestionStatus,
-    SchemaEvolution, TarnConfig, TableStats, ZoneTable,
+    SchemaEvolution, TableStats, TarnConfig, ZoneTable,
 };
 
 use crate::args::{CatalogCommand, Cli, Command, EvolutionArg, FileArgs, FormatArg, IngestCommand};
@@ -31,20 +31,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("  {:<11} {}", format!("{zone}:"), roots.root(zone));
             }
             println!("  metadata:   {}", lake.config().metadata_store_url());
-            println!("\nNext: tarn --config {} ingest file --dataset NAME --path FILE [--schema FILE.avsc]", path.display());
+            println!(
+                "\nNext: tarn --config {} ingest file --dataset NAME --path FILE [--schema FILE.avsc]",
+                path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => {
             let out = tarn::demo::run(&dir).await?;
             println!("tarn demo: a lake in {}\n", out.dir.display());
-            println!("Ingested the bundled sample (incoming/user_events.csv) against incoming/user_events.avsc:");
+            println!(
+                "Ingested the bundled sample (incoming/user_events.csv) against incoming/user_events.avsc:"
+            );
             print_ingest(&out.result);
             let details = out.lake.catalog_show("user_events").await?;
             println!();
             print_details(&details);
             let cfg = out.dir.join("tarn.yaml");
-            println!("\nRead it with Python:  python3 -c \"import deltalake; print(deltalake.DeltaTable('{}').to_pyarrow_table())\"", details.tables[0].location);
-            println!("See the catalog:      tarn --config {} catalog show user_events", cfg.display());
+            println!(
+                "\nRead it with Python:  python3 -c \"import deltalake; print(deltalake.DeltaTable('{}').to_pyarrow_table())\"",
+                details.tables[0].location
+            );
+            println!(
+                "See the catalog:      tarn --config {} catalog show user_events",
+                cfg.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest(IngestCommand::File(args)) => {
@@ -59,10 +70,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) if json_out => {
-                    println!(
-                        "{}",
-                        json!({"status": "failed", "errors": [e.to_string()]})
-                    );
+                    println!("{}", json!({"status": "failed", "errors": [e.to_string()]}));
                     Err(e)
                 }
                 Err(e) => Err(e),
@@ -160,7 +168,11 @@ fn print_ingest(r: &IngestionResult) {
         ),
     }
     let version = |v: Option<i64>| v.map_or("-".to_string(), |v| format!("version {v}"));
-    println!("  raw table:  {} ({})", r.location, version(m.delta_version));
+    println!(
+        "  raw table:  {} ({})",
+        r.location,
+        version(m.delta_version)
+    );
     if m.rows_quarantined > 0 {
         println!(
             "  quarantine: {} ({})",
@@ -175,7 +187,11 @@ fn print_ingest(r: &IngestionResult) {
         m.files_ingested,
         mb,
         m.duration_secs,
-        if m.duration_secs > 0.0 { mb / m.duration_secs } else { 0.0 },
+        if m.duration_secs > 0.0 {
+            mb / m.duration_secs
+        } else {
+            0.0
+        },
         m.schema_version
     );
     if m.files_skipped > 0 {
@@ -194,7 +210,10 @@ fn print_list(entries: &[CatalogEntry]) {
         println!("The catalog is empty. Ingest something: tarn ingest file --help");
         return;
     }
-    println!("{:<24} {:<28} {:>7}  {:<20}", "DATASET", "ZONES", "SCHEMA", "LAST RUN");
+    println!(
+        "{:<24} {:<28} {:>7}  {:<20}",
+        "DATASET", "ZONES", "SCHEMA", "LAST RUN"
+    );
     for e in entries {
         let zones: Vec<String> = e.zones.iter().map(|z| z.to_string()).collect();
         let last = e.last_run.as_ref().map_or("-".to_string(), |r| {
@@ -246,7 +265,12 @@ fn print_details(d: &DatasetDetails) {
     println!("Tables:");
     for t in &d.tables {
         if t.stats.is_some() {
-            println!("  {:<12} {}  [{}]", t.zone.to_string(), t.location, stats_line(t));
+            println!(
+                "  {:<12} {}  [{}]",
+                t.zone.to_string(),
+                t.location,
+                stats_line(t)
+            );
         }
     }
     println!(
@@ -284,8 +308,7 @@ fn print_details(d: &DatasetDetails) {
             r.rows_read,
             r.rows_written,
             r.rows_quarantined,
-            r.delta_version
-                .map_or(String::new(), |v| format!("v{v} ")),
+            r.delta_version.map_or(String::new(), |v| format!("v{v} ")),
             r.error.as_deref().unwrap_or("")
         );
     }

@@ -300,7 +300,10 @@ impl TarnConfig {
     /// override `processing.*`, following the dotted-key convention.
     fn apply_env_overrides(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
         for (var, slot) in [
-            ("TARN_PROCESSING_BATCH_SIZE", &mut self.processing.batch_size),
+            (
+                "TARN_PROCESSING_BATCH_SIZE",
+                &mut self.processing.batch_size,
+            ),
             (
                 "TARN_PROCESSING_PROCESSING_THREADS",
                 &mut self.processing.processing_threads,
@@ -563,8 +566,12 @@ mod tests {
 
     #[test]
     fn defaults_parse_and_resolve_relative_paths() {
-        let c = TarnConfig::from_yaml(DEFAULT_TARN_YAML, Path::new("/x/tarn.yaml"), Path::new("/x"))
-            .unwrap_err();
+        let c = TarnConfig::from_yaml(
+            DEFAULT_TARN_YAML,
+            Path::new("/x/tarn.yaml"),
+            Path::new("/x"),
+        )
+        .unwrap_err();
         // compliance.yaml does not exist under /x: a missing file names file, key and line.
         let msg = c.to_string();
         assert!(msg.contains("/x/tarn.yaml:23"), "{msg}");

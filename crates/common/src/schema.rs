@@ -133,8 +133,12 @@ impl FieldType {
             FieldType::String => json!("string"),
             FieldType::Bytes => json!("bytes"),
             FieldType::Date => json!({"type": "int", "logicalType": "date"}),
-            FieldType::TimestampMillis => json!({"type": "long", "logicalType": "timestamp-millis"}),
-            FieldType::TimestampMicros => json!({"type": "long", "logicalType": "timestamp-micros"}),
+            FieldType::TimestampMillis => {
+                json!({"type": "long", "logicalType": "timestamp-millis"})
+            }
+            FieldType::TimestampMicros => {
+                json!({"type": "long", "logicalType": "timestamp-micros"})
+            }
             FieldType::Decimal { precision, scale } => json!({
                 "type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale
             }),
@@ -329,7 +333,10 @@ fn parse_field(v: &Value) -> Result<FieldSpec> {
                     "field `{name}`: only unions of null and one type are supported"
                 )));
             }
-            (parse_type(&name, non_null[0])?, non_null.len() < branches.len())
+            (
+                parse_type(&name, non_null[0])?,
+                non_null.len() < branches.len(),
+            )
         }
         other => (parse_type(&name, other)?, false),
     };

@@ -113,7 +113,9 @@ pub fn object_store_for(
     options: &HashMap<String, String>,
 ) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
     // object_store matches option keys in lower case; accept AWS_* spellings too.
-    let options = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone()));
+    let options = options
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()));
     let (store, path) = object_store::parse_url_opts(url, options)
         .map_err(|e| Error::Storage(format!("cannot open {url}: {e}")))?;
     Ok((Arc::from(store), path))
@@ -172,5 +174,7 @@ fn normalize(p: &Path) -> std::path::PathBuf {
 
 /// The local filesystem path of a `file://` URL, if it is one.
 pub fn local_path(url: &Url) -> Option<std::path::PathBuf> {
-    (url.scheme() == "file").then(|| url.to_file_path().ok()).flatten()
+    (url.scheme() == "file")
+        .then(|| url.to_file_path().ok())
+        .flatten()
 }

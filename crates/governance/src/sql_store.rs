@@ -7,9 +7,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tarn_common::Zone;
 
+use crate::MetadataStore;
 use crate::error::{Context, Error, Result};
 use crate::model::{DatasetRecord, IngestionRun, RunStatus, SchemaVersion};
-use crate::MetadataStore;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -76,8 +76,14 @@ fn dataset_from_row(r: &AnyRow) -> Result<DatasetRecord> {
         owner: r.try_get("owner").context("read dataset")?,
         description: r.try_get("description").context("read dataset")?,
         tags: serde_json::from_str(&tags).map_err(|e| Error::Corrupt(format!("tags: {e}")))?,
-        created_at: parse_ts(&r.try_get::<String, _>("created_at").context("read dataset")?)?,
-        updated_at: parse_ts(&r.try_get::<String, _>("updated_at").context("read dataset")?)?,
+        created_at: parse_ts(
+            &r.try_get::<String, _>("created_at")
+                .context("read dataset")?,
+        )?,
+        updated_at: parse_ts(
+            &r.try_get::<String, _>("updated_at")
+                .context("read dataset")?,
+        )?,
     })
 }
 
@@ -87,7 +93,10 @@ fn schema_from_row(r: &AnyRow) -> Result<SchemaVersion> {
         version: r.try_get("version").context("read schema")?,
         schema_avsc: r.try_get("schema_avsc").context("read schema")?,
         fingerprint: r.try_get("fingerprint").context("read schema")?,
-        created_at: parse_ts(&r.try_get::<String, _>("created_at").context("read schema")?)?,
+        created_at: parse_ts(
+            &r.try_get::<String, _>("created_at")
+                .context("read schema")?,
+        )?,
     })
 }
 

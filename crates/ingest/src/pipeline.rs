@@ -13,6 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 // Deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it is
 // still the maintained object_store bridge that delta-rs itself uses.
+use object_store::ObjectStoreExt;
 #[allow(deprecated)]
 use parquet::arrow::async_reader::ParquetObjectReader;
 use serde_json::json;
@@ -20,7 +21,6 @@ use tarn_common::config::CsvOptions;
 use tarn_common::storage::object_store_for;
 use tarn_common::{DatasetSchema, Zone, ZoneRoots};
 use tarn_governance::{DatasetRecord, IngestionRun, MetadataStore, RunStatus};
-use object_store::ObjectStoreExt;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
@@ -205,7 +205,14 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
     let table = match existing_raw {
         Some(t) => t,
         None => {
-            open_or_create(&raw_url, options, &table_schema, &partition_cols, &spec.dataset).await?
+            open_or_create(
+                &raw_url,
+                options,
+                &table_schema,
+                &partition_cols,
+                &spec.dataset,
+            )
+            .await?
         }
     };
     check_partitioning(&table, &partition_cols, &raw_url)?;
@@ -275,7 +282,9 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
     if let Some(q) = quarantine
         && q.rows > 0
     {
-        let version = q.commit(txns(&|p| p.quarantine_version), info.clone()).await?;
+        let version = q
+            .commit(txns(&|p| p.quarantine_version), info.clone())
+            .await?;
         meta.quarantine_version = Some(version);
     }
     meta.delta_version = Some(raw.commit(txns(&|p| p.raw_version), info).await?);
@@ -342,7 +351,9 @@ async fn ingest_one(
                 p.advance(n);
             }
         };
-        read_file(&file, format, &csv_opts, batch_size, &handle, &mut sink, &on_bytes)?;
+        read_file(
+            &file, format, &csv_opts, batch_size, &handle, &mut sink, &on_bytes,
+        )?;
         if format == Format::Parquet {
             on_bytes(file.size);
         }
@@ -605,7 +616,10 @@ async fn register_dataset(ctx: &IngestContext, name: &str, url: &url::Url) -> Re
             owner: ctx.owner.clone(),
             description: ctx.description.clone(),
             tags: if ctx.tags.is_empty() {
-                existing.as_ref().map(|d| d.tags.clone()).unwrap_or_default()
+                existing
+                    .as_ref()
+                    .map(|d| d.tags.clone())
+                    .unwrap_or_default()
             } else {
                 ctx.tags.clone()
             },

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tarn_common::schema::UTC;
 
@@ -45,11 +43,19 @@ pub(crate) fn quarantine_batch(
         repeat(dataset),
         repeat(source),
         Arc::new(Int64Array::from_iter_values(
-            rejects.iter().map(|r| i64::try_from(r.position).unwrap_or(i64::MAX)),
+            rejects
+                .iter()
+                .map(|r| i64::try_from(r.position).unwrap_or(i64::MAX)),
         )),
-        Arc::new(StringArray::from_iter(rejects.iter().map(|r| r.field.as_deref()))),
-        Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.reason.as_str()))),
-        Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.payload.as_str()))),
+        Arc::new(StringArray::from_iter(
+            rejects.iter().map(|r| r.field.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.reason.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.payload.as_str()),
+        )),
         Arc::new(TimestampMicrosecondArray::from(vec![at_micros; n]).with_timezone(UTC)),
     ];
     RecordBatch::try_new(quarantine_schema(), columns)

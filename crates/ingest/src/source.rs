@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use globset::GlobBuilder;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tarn_common::storage::{local_path, object_store_for};
 use url::Url;
 

@@ -56,9 +56,8 @@ impl DataValidator {
     ) -> Result<Self> {
         if let Some(key) = &partition_key {
             match schema.field(key).map(|f| &f.field_type) {
-                Some(
-                    FieldType::TimestampMillis | FieldType::TimestampMicros | FieldType::Date,
-                ) => {}
+                Some(FieldType::TimestampMillis | FieldType::TimestampMicros | FieldType::Date) => {
+                }
                 Some(other) => {
                     return Err(Error::Invalid(format!(
                         "partition key `{key}` must be a timestamp or date field, not {}",
@@ -369,9 +368,15 @@ fn convert(
             if col.is_valid(i) && converted.is_null(i) && e.is_none() {
                 let v = shown
                     .as_ref()
-                    .and_then(|s| s.as_string_opt::<i32>().map(|s| clip(s.value(i)).to_string()))
+                    .and_then(|s| {
+                        s.as_string_opt::<i32>()
+                            .map(|s| clip(s.value(i)).to_string())
+                    })
                     .unwrap_or_default();
-                *e = Some((name.to_string(), format!("invalid {} value `{v}`", ft.name())));
+                *e = Some((
+                    name.to_string(),
+                    format!("invalid {} value `{v}`", ft.name()),
+                ));
             }
         }
     }
@@ -384,7 +389,11 @@ fn typed_timestamp(col: &ArrayRef, ft: &FieldType) -> Result<ArrayRef> {
     let target = ft.arrow_type();
     if col.data_type().is_integer() {
         let longs = cast_with_options(col, &DataType::Int64, &SAFE).map_err(internal)?;
-        let factor = if *ft == FieldType::TimestampMillis { 1000 } else { 1 };
+        let factor = if *ft == FieldType::TimestampMillis {
+            1000
+        } else {
+            1
+        };
         let micros: TimestampMicrosecondArray = longs
             .as_primitive::<arrow::datatypes::Int64Type>()
             .iter()
@@ -399,7 +408,11 @@ fn typed_timestamp(col: &ArrayRef, ft: &FieldType) -> Result<ArrayRef> {
 /// by the field's logical type).
 fn epoch_fallback(input: &StringArray, parsed: &ArrayRef, ft: &FieldType) -> ArrayRef {
     let parsed = parsed.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-    let factor = if *ft == FieldType::TimestampMillis { 1000 } else { 1 };
+    let factor = if *ft == FieldType::TimestampMillis {
+        1000
+    } else {
+        1
+    };
     let out: TimestampMicrosecondArray = input
         .iter()
         .zip(parsed.iter())

@@ -37,7 +37,9 @@ where
         .await
         .unwrap();
     let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let pg = connect(&format!("{base}/{db}")).await.expect("open PostgreSQL store");
+    let pg = connect(&format!("{base}/{db}"))
+        .await
+        .expect("open PostgreSQL store");
     body(pg).await;
     sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .execute(&mut admin)
@@ -82,8 +84,14 @@ async fn datasets_are_registered_updated_and_listed() {
         assert!(store.dataset("ev", Zone::Raw).await.unwrap().is_none());
         let d = dataset("ev", Zone::Raw);
         store.upsert_dataset(&d).await.unwrap();
-        store.upsert_dataset(&dataset("ev", Zone::Curated)).await.unwrap();
-        store.upsert_dataset(&dataset("abc", Zone::Raw)).await.unwrap();
+        store
+            .upsert_dataset(&dataset("ev", Zone::Curated))
+            .await
+            .unwrap();
+        store
+            .upsert_dataset(&dataset("abc", Zone::Raw))
+            .await
+            .unwrap();
 
         let got = store.dataset("ev", Zone::Raw).await.unwrap().unwrap();
         assert_eq!(got.location, d.location);

@@ -93,9 +93,7 @@ pub(crate) fn read<R: Read>(
             None => {
                 let names: Vec<String> = if opts.header {
                     (0..nfields)
-                        .map(|i| {
-                            String::from_utf8_lossy(parser.field(i)).trim().to_string()
-                        })
+                        .map(|i| String::from_utf8_lossy(parser.field(i)).trim().to_string())
                         .collect()
                 } else {
                     (1..=nfields).map(|i| format!("col_{i}")).collect()
@@ -135,7 +133,11 @@ pub(crate) fn read<R: Read>(
             start += consumed;
         } else {
             // Fields are contiguous in the parser's output: check UTF-8 once.
-            let end = if nfields == 0 { 0 } else { parser.ends[nfields - 1] };
+            let end = if nfields == 0 {
+                0
+            } else {
+                parser.ends[nfields - 1]
+            };
             let text = std::str::from_utf8(&parser.out[..end]).ok().filter(|t| {
                 parser.ends[..nfields]
                     .iter()
@@ -183,7 +185,10 @@ fn check_header(names: &[String], file: &str) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for n in names {
         if n.is_empty() {
-            return Err(Error::input(file, "the CSV header has an empty column name"));
+            return Err(Error::input(
+                file,
+                "the CSV header has an empty column name",
+            ));
         }
         if !seen.insert(n) {
             return Err(Error::input(
@@ -236,9 +241,11 @@ impl RecordParser {
         self.reader.reset();
         let (mut nin, mut nout, mut nend) = (0, 0, 0);
         loop {
-            let (res, i, o, e) =
-                self.reader
-                    .read_record(&input[nin..], &mut self.out[nout..], &mut self.ends[nend..]);
+            let (res, i, o, e) = self.reader.read_record(
+                &input[nin..],
+                &mut self.out[nout..],
+                &mut self.ends[nend..],
+            );
             nin += i;
             nout += o;
             nend += e;

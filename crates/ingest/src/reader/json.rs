@@ -26,7 +26,10 @@ pub(crate) fn read<R: Read>(
         if buf.is_empty() {
             break false;
         }
-        match buf.iter().position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF) {
+        match buf
+            .iter()
+            .position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)
+        {
             Some(i) => break buf[i] == b'[',
             None => {
                 let n = buf.len();

@@ -62,15 +62,20 @@ async fn csv_records_are_validated_quarantined_and_reconciled() {
             .unwrap();
         let m = &result.metadata;
         assert_eq!(result.status, IngestionStatus::Partial, "{}", t.backend);
-        assert_eq!((m.rows_read, m.rows_written, m.rows_quarantined), (18, 13, 5));
+        assert_eq!(
+            (m.rows_read, m.rows_written, m.rows_quarantined),
+            (18, 13, 5)
+        );
         assert_eq!(m.rows_read, m.rows_written + m.rows_quarantined);
 
         let raw = t.read(Zone::Raw, "user_events").await;
         assert_eq!(rows(&raw), 13);
         // user_id of the 13 valid sample rows.
-        let expected: i64 = [1001, 1001, 1001, 1001, 1002, 1003, 1003, 1004, 1005, 1005, 1006, 1006, 1006]
-            .iter()
-            .sum();
+        let expected: i64 = [
+            1001, 1001, 1001, 1001, 1002, 1003, 1003, 1004, 1005, 1005, 1006, 1006, 1006,
+        ]
+        .iter()
+        .sum();
         assert_eq!(sum_i64(&raw, "user_id"), expected);
         let schema = raw[0].schema();
         for col in ["_ingest_run_id", "_ingest_source", "_ingested_at"] {
@@ -103,11 +108,21 @@ async fn csv_records_are_validated_quarantined_and_reconciled() {
         }
         let positions: Vec<i64> = q
             .iter()
-            .flat_map(|b| b.column_by_name("position").unwrap().as_primitive::<Int64Type>().values().to_vec())
+            .flat_map(|b| {
+                b.column_by_name("position")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
             .collect();
         let mut sorted = positions.clone();
         sorted.sort();
-        assert_eq!(sorted, [7, 9, 11, 13, 15], "source lines of the bad records");
+        assert_eq!(
+            sorted,
+            [7, 9, 11, 13, 15],
+            "source lines of the bad records"
+        );
         let payloads = strings(&q, "payload");
         assert!(payloads.iter().any(|p| p.contains("not-a-timestamp")));
         assert!(strings(&q, "run_id").iter().all(|r| r == &m.run_id));
@@ -115,7 +130,14 @@ async fn csv_records_are_validated_quarantined_and_reconciled() {
         // The run and its counts are in the catalog.
         let runs = t.lake.metadata().runs("user_events", 5).await.unwrap();
         assert_eq!(runs[0].status, RunStatus::Partial);
-        assert_eq!((runs[0].rows_read, runs[0].rows_written, runs[0].rows_quarantined), (18, 13, 5));
+        assert_eq!(
+            (
+                runs[0].rows_read,
+                runs[0].rows_written,
+                runs[0].rows_quarantined
+            ),
+            (18, 13, 5)
+        );
         let details = t.lake.catalog_show("user_events").await.unwrap();
         assert_eq!(details.tables[0].stats.as_ref().unwrap().rows, 13);
         assert_eq!(details.quarantine.stats.as_ref().unwrap().rows, 5);
@@ -135,7 +157,11 @@ async fn a_file_lands_exactly_once_unless_forced() {
         assert_eq!(again.status, IngestionStatus::Skipped);
         assert_eq!(again.metadata.rows_written, 0);
         assert_eq!(again.metadata.files_skipped, 1);
-        assert_eq!(t.version(Zone::Raw, "user_events").await, v, "nothing committed");
+        assert_eq!(
+            t.version(Zone::Raw, "user_events").await,
+            v,
+            "nothing committed"
+        );
         assert_eq!(rows(&t.read(Zone::Raw, "user_events").await), 13);
 
         // Same content under another name is another file.
@@ -145,7 +171,11 @@ async fn a_file_lands_exactly_once_unless_forced() {
         t.lake.ingest_data("file", other).await.unwrap();
         assert_eq!(rows(&t.read(Zone::Raw, "user_events").await), 26);
 
-        let forced = t.lake.ingest_data("file", spec.with_force(true)).await.unwrap();
+        let forced = t
+            .lake
+            .ingest_data("file", spec.with_force(true))
+            .await
+            .unwrap();
         assert_eq!(forced.metadata.rows_written, first.metadata.rows_written);
         assert_eq!(rows(&t.read(Zone::Raw, "user_events").await), 39);
         assert_eq!(rows(&t.read_quarantine("user_events").await), 15);
@@ -160,15 +190,27 @@ async fn an_unreadable_input_fails_the_run_and_commits_nothing() {
         // A missing file.
         let mut missing = spec.clone();
         missing.paths.push(t.missing("nope.csv"));
-        let err = t.lake.ingest_data("file", missing).await.unwrap_err().to_string();
+        let err = t
+            .lake
+            .ingest_data("file", missing)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope.csv"), "{err}");
         assert_eq!(t.version(Zone::Raw, "user_events").await, None);
 
         // A good file followed by one that is not Parquet: neither lands.
-        let junk = t.put("junk.parquet", &b"this is not parquet at all"[..]).await;
+        let junk = t
+            .put("junk.parquet", &b"this is not parquet at all"[..])
+            .await;
         let mut bad = spec.clone();
         bad.paths.push(junk);
-        let err = t.lake.ingest_data("file", bad).await.unwrap_err().to_string();
+        let err = t
+            .lake
+            .ingest_data("file", bad)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("junk.parquet"), "{err}");
         assert!(err.contains("not a Parquet file"), "{err}");
         assert!(rows(&t.read(Zone::Raw, "user_events").await) == 0);
@@ -278,7 +320,11 @@ async fn parquet_input_is_cast_and_checked() {
             Field::new("event_id", DataType::Utf8, true),
             Field::new("user_id", DataType::Int64, true),
             Field::new("event_type", DataType::Utf8, true),
-            Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                true,
+            ),
         ]));
         let ids = (1..=4).map(|i| Some(format!("0b6c8f1e-8a44-4d0e-9a51-3f1a2b7c9d0{i}")));
         let batch = RecordBatch::try_new(
@@ -298,17 +344,26 @@ async fn parquet_input_is_cast_and_checked() {
             .await
             .unwrap();
         let m = &r.metadata;
-        assert_eq!((m.rows_read, m.rows_written, m.rows_quarantined), (4, 2, 2), "{}", t.backend);
+        assert_eq!(
+            (m.rows_read, m.rows_written, m.rows_quarantined),
+            (4, 2, 2),
+            "{}",
+            t.backend
+        );
         let raw = t.read(Zone::Raw, "pq").await;
         assert_eq!(sum_i64(&raw, "user_id"), 5);
         let ts = raw[0].column_by_name("timestamp").unwrap();
         assert_eq!(
-            ts.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0),
+            ts.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .value(0),
             1_707_556_500_000_000
         );
         let q = t.read_quarantine("pq").await;
         let payloads = strings(&q, "payload");
-        assert!(payloads.iter().any(|p| p.contains("\"warp\"")), "{payloads:?}");
+        assert!(
+            payloads.iter().any(|p| p.contains("\"warp\"")),
+            "{payloads:?}"
+        );
     })
     .await;
 }
@@ -436,8 +491,16 @@ async fn directories_and_globs_select_files_and_bad_requests_are_clear() {
         let bad_key = DataSpec::new("g2", a.clone())
             .with_schema(avsc.clone())
             .with_partition_key("country");
-        let err = t.lake.ingest_data("file", bad_key).await.unwrap_err().to_string();
-        assert!(err.contains("partition key `country` must be a timestamp"), "{err}");
+        let err = t
+            .lake
+            .ingest_data("file", bad_key)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("partition key `country` must be a timestamp"),
+            "{err}"
+        );
 
         let err = t
             .lake
@@ -447,7 +510,9 @@ async fn directories_and_globs_select_files_and_bad_requests_are_clear() {
             .to_string();
         assert!(err.contains("kafka"), "{err}");
 
-        let forced_format = DataSpec::new("g3", a).with_schema(avsc).with_format(Format::Ndjson);
+        let forced_format = DataSpec::new("g3", a)
+            .with_schema(avsc)
+            .with_format(Format::Ndjson);
         let r = t.lake.ingest_data("file", forced_format).await.unwrap();
         assert_eq!(r.metadata.rows_written, 0, "CSV lines are not JSON objects");
         assert_eq!(r.metadata.rows_quarantined, r.metadata.rows_read);

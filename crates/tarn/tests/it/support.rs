@@ -48,13 +48,23 @@ impl TestLake {
 
     /// Every row of the dataset's table in `zone`, read from its data files.
     pub async fn read(&self, zone: Zone, dataset: &str) -> Vec<RecordBatch> {
-        let url = self.lake.config().zone_roots().unwrap().table_url(zone, dataset);
+        let url = self
+            .lake
+            .config()
+            .zone_roots()
+            .unwrap()
+            .table_url(zone, dataset);
         self.read_url(&url).await
     }
 
     /// Every row of the dataset's quarantine table.
     pub async fn read_quarantine(&self, dataset: &str) -> Vec<RecordBatch> {
-        let url = self.lake.config().zone_roots().unwrap().quarantine_url(dataset);
+        let url = self
+            .lake
+            .config()
+            .zone_roots()
+            .unwrap()
+            .quarantine_url(dataset);
         self.read_url(&url).await
     }
 
@@ -66,7 +76,8 @@ impl TestLake {
         let uris: Vec<String> = table.get_file_uris().unwrap().collect();
         for uri in uris {
             let file_url = to_url(&uri);
-            let (store, path) = object_store::parse_url_opts(&file_url, self.options.clone()).unwrap();
+            let (store, path) =
+                object_store::parse_url_opts(&file_url, self.options.clone()).unwrap();
             let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .unwrap()
@@ -79,7 +90,12 @@ impl TestLake {
 
     /// The latest version of the dataset's table in `zone`, if it exists.
     pub async fn version(&self, zone: Zone, dataset: &str) -> Option<i64> {
-        let url = self.lake.config().zone_roots().unwrap().table_url(zone, dataset);
+        let url = self
+            .lake
+            .config()
+            .zone_roots()
+            .unwrap()
+            .table_url(zone, dataset);
         tarn_ingest_load(&url, &self.options)
             .await
             .and_then(|t| t.version())
@@ -87,7 +103,10 @@ impl TestLake {
     }
 }
 
-async fn tarn_ingest_load(url: &Url, options: &HashMap<String, String>) -> Option<deltalake::DeltaTable> {
+async fn tarn_ingest_load(
+    url: &Url,
+    options: &HashMap<String, String>,
+) -> Option<deltalake::DeltaTable> {
     let mut t = deltalake::DeltaTableBuilder::from_url(url.clone())
         .unwrap()
         .with_storage_options(options.clone())

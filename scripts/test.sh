@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every tarn test. Installs and starts what the tests need:
+#   - s3s-fs, a real S3-compatible server, on a free loopback port;
+#   - the Python peers (deltalake, polars, pyarrow, fastavro, pytest);
+#   - checks that PostgreSQL (127.0.0.1:5432) is up, starting it if it is not.
+# Then: cargo test for the workspace, and the Python interop suite against the
+# tarn binary (tables written by tarn, read by Python deltalake and Polars).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tarn/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log() { printf '\n== %s\n' "$*"; }
+
+log "tools"
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  cargo install s3s-fs@0.14.1 --locked --features binary
+fi
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+  -r tests/python/requirements.txt
+
+log "PostgreSQL"
+export TARN_TEST_POSTGRES_URL="${TARN_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/test}"
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432
+
+log "S3 (s3s-fs)"
+s3_root="$(mktemp -d)"
+s3_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+export TARN_TEST_S3_BUCKET=tarn-test TARN_TEST_S3_ACCESS_KEY=tarn TARN_TEST_S3_SECRET_KEY=tarnsecret
+mkdir -p "$s3_root/$TARN_TEST_S3_BUCKET"   # an s3s-fs bucket is a directory under its root
+s3s-fs --host 127.0.0.1 --port "$s3_port" \
+  --access-key "$TARN_TEST_S3_ACCESS_KEY" --secret-key "$TARN_TEST_S3_SECRET_KEY" \
+  "$s3_root" >"$s3_root.log" 2>&1 &
+s3_pid=$!
+trap 'kill $s3_pid 2>/dev/null || true; rm -rf "$s3_root" "$s3_root.log"' EXIT
+export TARN_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+for _ in $(seq 1 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null && break
+  sleep 0.2
+done
+echo "s3s-fs on $TARN_TEST_S3_ENDPOINT (pid $s3_pid)"
+
+log "cargo test"
+cargo test --workspace
+
+log "Python interop (deltalake, Polars)"
+cargo build -p tarn-cli
+TARN_BIN="$CARGO_TARGET_DIR/debug/tarn" python3 -m pytest tests/python -q
