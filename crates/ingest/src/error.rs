@@ -24,7 +24,7 @@ pub enum Error {
         table: String,
         /// The delta-rs error.
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     /// The metadata store failed.
     #[error(transparent)]
@@ -48,7 +48,7 @@ impl Error {
     pub(crate) fn delta(table: impl std::fmt::Display, source: deltalake::DeltaTableError) -> Self {
         Error::Delta {
             table: table.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 }

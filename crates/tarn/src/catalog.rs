@@ -156,7 +156,7 @@ pub async fn table_stats(
 ) -> Result<Option<TableStats>> {
     let delta = |source| Error::Delta {
         table: url.to_string(),
-        source,
+        source: Box::new(source),
     };
     let Some(table) = tarn_ingest::load_table(url, options).await? else {
         return Ok(None);

@@ -19,7 +19,7 @@ pub enum Error {
         table: String,
         /// The delta-rs error.
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     /// The request is invalid (unknown dataset, unknown source kind, ...).
     #[error("{0}")]
