@@ -14,24 +14,52 @@ use crate::progress::Bar;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// Appends a line to an output buffer.
+macro_rules! out {
+    ($o:expr) => {{
+        $o.push('\n');
+    }};
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+/// Writes command output to stdout. A closed pipe (`tarn … | head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `cli`'s command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut o = String::new();
+    let outcome = run_into(cli, &mut o).await;
+    emit(&o)?;
+    outcome
+}
+
+async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
     match cli.command {
         Command::Init { dir } => {
             let (lake, created) = DataLake::init(&dir).await?;
             let path = lake.config().path.clone().unwrap_or_default();
             let roots = lake.config().zone_roots()?;
             if created {
-                println!("Created a lake in {}", dir.display());
+                out!(o, "Created a lake in {}", dir.display());
             } else {
-                println!("{} exists; kept it", path.display());
+                out!(o, "{} exists; kept it", path.display());
             }
-            println!("  config:     {}", path.display());
+            out!(o, "  config:     {}", path.display());
             for zone in tarn::Zone::ALL {
-                println!("  {:<11} {}", format!("{zone}:"), roots.root(zone));
+                out!(o, "  {:<11} {}", format!("{zone}:"), roots.root(zone));
             }
-            println!("  metadata:   {}", lake.config().metadata_store_url());
-            println!(
+            out!(o, "  metadata:   {}", lake.config().metadata_store_url());
+            out!(o, 
                 "\nNext: tarn --config {} ingest file --dataset NAME --path FILE [--schema FILE.avsc]",
                 path.display()
             );
@@ -39,20 +67,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Demo { dir } => {
             let out = tarn::demo::run(&dir).await?;
-            println!("tarn demo: a lake in {}\n", out.dir.display());
-            println!(
+            out!(o, "tarn demo: a lake in {}\n", out.dir.display());
+            out!(o, 
                 "Ingested the bundled sample (incoming/user_events.csv) against incoming/user_events.avsc:"
             );
-            print_ingest(&out.result);
+            print_ingest(o, &out.result);
             let details = out.lake.catalog_show("user_events").await?;
-            println!();
-            print_details(&details);
+            out!(o);
+            print_details(o, &details);
             let cfg = out.dir.join("tarn.yaml");
-            println!(
+            out!(o, 
                 "\nRead it with Python:  python3 -c \"import deltalake; print(deltalake.DeltaTable('{}').to_pyarrow_table())\"",
                 details.tables[0].location
             );
-            println!(
+            out!(o, 
                 "See the catalog:      tarn --config {} catalog show user_events",
                 cfg.display()
             );
@@ -63,14 +91,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             match ingest_file(cli.config.as_deref(), args).await {
                 Ok(result) => {
                     if json_out {
-                        println!("{}", serde_json::to_string_pretty(&result)?);
+                        out!(o, "{}", serde_json::to_string_pretty(&result)?);
                     } else {
-                        print_ingest(&result);
+                        print_ingest(o, &result);
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) if json_out => {
-                    println!("{}", json!({"status": "failed", "errors": [e.to_string()]}));
+                    out!(o, "{}", json!({"status": "failed", "errors": [e.to_string()]}));
                     Err(e)
                 }
                 Err(e) => Err(e),
@@ -82,17 +110,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 CatalogCommand::List { json } => {
                     let entries = lake.catalog_list().await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&entries)?);
+                        out!(o, "{}", serde_json::to_string_pretty(&entries)?);
                     } else {
-                        print_list(&entries);
+                        print_list(o, &entries);
                     }
                 }
                 CatalogCommand::Show { dataset, json } => {
                     let details = lake.catalog_show(&dataset).await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&details)?);
+                        out!(o, "{}", serde_json::to_string_pretty(&details)?);
                     } else {
-                        print_details(&details);
+                        print_details(o, &details);
                     }
                 }
             }
@@ -146,42 +174,42 @@ async fn ingest_file(config: Option<&std::path::Path>, args: FileArgs) -> Result
         .await?)
 }
 
-fn print_ingest(r: &IngestionResult) {
+fn print_ingest(o: &mut String, r: &IngestionResult) {
     let m = &r.metadata;
     match r.status {
         IngestionStatus::Skipped => {
-            println!(
+            out!(o, 
                 "= {}: nothing to ingest; already ingested: {}",
                 m.dataset,
                 m.skipped.join(", ")
             );
-            println!("  (use --force to ingest again)");
+            out!(o, "  (use --force to ingest again)");
             return;
         }
-        IngestionStatus::Success => println!(
+        IngestionStatus::Success => out!(o, 
             "✔ {}: {} records read, all {} written",
             m.dataset, m.rows_read, m.rows_written
         ),
-        IngestionStatus::Partial => println!(
+        IngestionStatus::Partial => out!(o, 
             "✔ {}: {} records read, {} written, {} quarantined",
             m.dataset, m.rows_read, m.rows_written, m.rows_quarantined
         ),
     }
     let version = |v: Option<i64>| v.map_or("-".to_string(), |v| format!("version {v}"));
-    println!(
+    out!(o, 
         "  raw table:  {} ({})",
         r.location,
         version(m.delta_version)
     );
     if m.rows_quarantined > 0 {
-        println!(
+        out!(o, 
             "  quarantine: {} ({})",
             m.quarantine_location,
             version(m.quarantine_version)
         );
     }
     let mb = m.bytes_read as f64 / 1e6;
-    println!(
+    out!(o, 
         "  run {}: {} file(s), {:.1} MB in {:.2} s ({:.1} MB/s), schema v{}",
         m.run_id,
         m.files_ingested,
@@ -195,22 +223,22 @@ fn print_ingest(r: &IngestionResult) {
         m.schema_version
     );
     if m.files_skipped > 0 {
-        println!("  skipped (already ingested): {}", m.skipped.join(", "));
+        out!(o, "  skipped (already ingested): {}", m.skipped.join(", "));
     }
     if !r.errors.is_empty() {
-        println!("  quarantine reasons:");
+        out!(o, "  quarantine reasons:");
         for e in &r.errors {
-            println!("    {e}");
+            out!(o, "    {e}");
         }
     }
 }
 
-fn print_list(entries: &[CatalogEntry]) {
+fn print_list(o: &mut String, entries: &[CatalogEntry]) {
     if entries.is_empty() {
-        println!("The catalog is empty. Ingest something: tarn ingest file --help");
+        out!(o, "The catalog is empty. Ingest something: tarn ingest file --help");
         return;
     }
-    println!(
+    out!(o, 
         "{:<24} {:<28} {:>7}  {:<20}",
         "DATASET", "ZONES", "SCHEMA", "LAST RUN"
     );
@@ -226,7 +254,7 @@ fn print_list(entries: &[CatalogEntry]) {
                 r.rows_quarantined
             )
         });
-        println!(
+        out!(o, 
             "{:<24} {:<28} {:>7}  {}",
             e.name,
             zones.join(","),
@@ -251,21 +279,21 @@ fn stats_line(t: &ZoneTable) -> String {
     }
 }
 
-fn print_details(d: &DatasetDetails) {
-    println!("Dataset {}", d.name);
-    if let Some(o) = &d.owner {
-        println!("  owner:       {o}");
+fn print_details(o: &mut String, d: &DatasetDetails) {
+    out!(o, "Dataset {}", d.name);
+    if let Some(owner) = &d.owner {
+        out!(o, "  owner:       {owner}");
     }
     if let Some(desc) = &d.description {
-        println!("  description: {desc}");
+        out!(o, "  description: {desc}");
     }
     if !d.tags.is_empty() {
-        println!("  tags:        {}", d.tags.join(", "));
+        out!(o, "  tags:        {}", d.tags.join(", "));
     }
-    println!("Tables:");
+    out!(o, "Tables:");
     for t in &d.tables {
         if t.stats.is_some() {
-            println!(
+            out!(o, 
                 "  {:<12} {}  [{}]",
                 t.zone.to_string(),
                 t.location,
@@ -273,35 +301,35 @@ fn print_details(d: &DatasetDetails) {
             );
         }
     }
-    println!(
+    out!(o, 
         "  {:<12} {}  [{}]",
         "quarantine",
         d.quarantine.location,
         stats_line(&d.quarantine)
     );
     match d.schema_versions.last() {
-        Some(v) => println!(
+        Some(v) => out!(o, 
             "Schema v{} (of {}, pinned {}):",
             v.version,
             d.schema_versions.len(),
             v.created_at.format("%Y-%m-%d %H:%M:%S")
         ),
-        None => println!("Schema: none pinned"),
+        None => out!(o, "Schema: none pinned"),
     }
     for (name, ty, nullable) in &d.fields {
-        println!(
+        out!(o, 
             "  {:<24} {}{}",
             name,
             ty,
             if *nullable { " (nullable)" } else { "" }
         );
     }
-    println!("Runs (newest first):");
+    out!(o, "Runs (newest first):");
     if d.runs.is_empty() {
-        println!("  none");
+        out!(o, "  none");
     }
     for r in &d.runs {
-        println!(
+        out!(o, 
             "  {} {:<8} read {:>9} written {:>9} quarantined {:>7}  {}{}",
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             r.status.to_string(),

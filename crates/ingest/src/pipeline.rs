@@ -340,6 +340,12 @@ async fn ingest_one(
     let batch_size = ctx.batch_size;
     let progress = ctx.progress.clone();
     let handle = tokio::runtime::Handle::current();
+    let names: Vec<String> = validator
+        .schema()
+        .fields
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
     let reader = tokio::task::spawn_blocking(move || {
         let mut sink = |chunk: Chunk| -> Result<()> {
             let v = validator.validate(chunk)?;
@@ -352,7 +358,7 @@ async fn ingest_one(
             }
         };
         read_file(
-            &file, format, &csv_opts, batch_size, &handle, &mut sink, &on_bytes,
+            &file, format, &csv_opts, &names, batch_size, &handle, &mut sink, &on_bytes,
         )?;
         if format == Format::Parquet {
             on_bytes(file.size);
@@ -418,10 +424,13 @@ async fn ingest_one(
 }
 
 /// Runs the reader for `format` over `file`, on the current (blocking) thread.
+/// `names` are the schema's fields, for headerless CSV.
+#[allow(clippy::too_many_arguments)]
 fn read_file(
     file: &InputFile,
     format: Format,
     csv_opts: &CsvOptions,
+    names: &[String],
     batch_size: usize,
     handle: &tokio::runtime::Handle,
     sink: &mut Sink<'_>,
@@ -438,7 +447,7 @@ fn read_file(
         .map_err(std::io::Error::other);
     let input = SyncIoBridge::new_with_handle(StreamReader::new(stream), handle.clone());
     match format {
-        Format::Csv => csv::read(input, csv_opts, batch_size, &display, sink, progress),
+        Format::Csv => csv::read(input, csv_opts, names, batch_size, &display, sink, progress),
         Format::Ndjson | Format::Json => {
             json_reader::read(input, batch_size, &display, sink, progress)
         }
@@ -505,15 +514,20 @@ async fn dataset_schema(
     let Some(first) = planned.first() else {
         return Ok(None);
     };
-    let chunk = peek_first_chunk(ctx, first).await?;
+    let chunk = peek_first_chunk(ctx, first, &spec.csv).await?;
     let schema = DataValidator::infer_schema(&spec.dataset, &chunk)?;
     let v = store.pin_schema(&spec.dataset, &schema.to_avsc()).await?;
     Ok(Some((schema, v.version)))
 }
 
 /// Reads just the first chunk of a file, to infer a schema from it.
-async fn peek_first_chunk(ctx: &IngestContext, plan: &Planned) -> Result<Chunk> {
+async fn peek_first_chunk(
+    ctx: &IngestContext,
+    plan: &Planned,
+    csv_opts: &CsvOptions,
+) -> Result<Chunk> {
     let file = plan.file.clone();
+    let csv_opts = csv_opts.clone();
     let format = plan.format;
     let batch_size = ctx.batch_size;
     let handle = tokio::runtime::Handle::current();
@@ -526,7 +540,8 @@ async fn peek_first_chunk(ctx: &IngestContext, plan: &Planned) -> Result<Chunk> 
         let res = read_file(
             &file,
             format,
-            &CsvOptions::default(),
+            &csv_opts,
+            &[],
             batch_size,
             &handle,
             &mut sink,

@@ -16,14 +16,32 @@ const READ_SIZE: usize = 4 << 20;
 const MAX_RECORD: usize = 16 << 20;
 
 /// Reads CSV from `input`, sending chunks of `batch_size` records to `sink`.
-/// `progress` is called with the number of bytes consumed.
+/// Without a header line, columns take the names in `names` by position (then
+/// `col_N`). `progress` is called with the number of bytes consumed.
 pub(crate) fn read<R: Read>(
-    mut input: R,
+    input: R,
     opts: &CsvOptions,
+    names: &[String],
     batch_size: usize,
     file: &str,
     sink: &mut Sink<'_>,
     progress: &dyn Fn(u64),
+) -> Result<()> {
+    read_sized(input, opts, names, batch_size, file, sink, progress, READ_SIZE)
+}
+
+/// [`read`] with the refill size as a parameter, so tests can cut records
+/// at every possible buffer boundary.
+#[allow(clippy::too_many_arguments)]
+fn read_sized<R: Read>(
+    mut input: R,
+    opts: &CsvOptions,
+    names: &[String],
+    batch_size: usize,
+    file: &str,
+    sink: &mut Sink<'_>,
+    progress: &dyn Fn(u64),
+    read_size: usize,
 ) -> Result<()> {
     let byte = |c: char, what: &str| -> Result<u8> {
         u8::try_from(c)
@@ -41,7 +59,7 @@ pub(crate) fn read<R: Read>(
     };
     let null_marker = opts.null_marker.as_deref().map(str::as_bytes);
 
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
+    let mut buf: Vec<u8> = Vec::with_capacity(read_size * 2);
     let mut start = 0usize;
     let mut eof = false;
     let mut line: u64 = 1;
@@ -49,10 +67,10 @@ pub(crate) fn read<R: Read>(
     let mut cols: Option<TextColumns> = None;
 
     loop {
-        if !eof && buf.len() - start < READ_SIZE / 2 {
+        if !eof && buf.len() - start < read_size.div_ceil(2) {
             buf.drain(..start);
             start = 0;
-            let n = fill(&mut input, &mut buf, READ_SIZE).map_err(|e| Error::input(file, e))?;
+            let n = fill(&mut input, &mut buf, read_size).map_err(|e| Error::input(file, e))?;
             progress(n as u64);
             eof = n == 0;
             if first {
@@ -71,7 +89,9 @@ pub(crate) fn read<R: Read>(
         let (consumed, nfields) = match parsed {
             Parsed::NeedMore if input_left.len() <= MAX_RECORD => {
                 // Read more and parse this record again from its start.
-                let n = fill(&mut input, &mut buf, READ_SIZE).map_err(|e| Error::input(file, e))?;
+                buf.drain(..start);
+                start = 0;
+                let n = fill(&mut input, &mut buf, read_size).map_err(|e| Error::input(file, e))?;
                 progress(n as u64);
                 eof = n == 0;
                 continue;
@@ -96,7 +116,9 @@ pub(crate) fn read<R: Read>(
                         .map(|i| String::from_utf8_lossy(parser.field(i)).trim().to_string())
                         .collect()
                 } else {
-                    (1..=nfields).map(|i| format!("col_{i}")).collect()
+                    (0..nfields)
+                        .map(|i| names.get(i).cloned().unwrap_or(format!("col_{}", i + 1)))
+                        .collect()
                 };
                 check_header(&names, file)?;
                 cols = Some(TextColumns::new(names));
@@ -284,5 +306,141 @@ impl RecordParser {
     fn field(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.out[start..self.ends[i]]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+
+    use super::*;
+
+    type Rows = Vec<(u64, Vec<Option<String>>)>;
+    type Rejects = Vec<(u64, String, String)>;
+
+    fn parse_with(text: &str, opts: &CsvOptions, read_size: usize) -> (Vec<String>, Rows, Rejects) {
+        let mut names = Vec::new();
+        let mut rows = Vec::new();
+        let mut rejects = Vec::new();
+        let mut sink = |c: super::super::Chunk| -> Result<()> {
+            names = c
+                .batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            for i in 0..c.batch.num_rows() {
+                let values = c
+                    .batch
+                    .columns()
+                    .iter()
+                    .map(|col| {
+                        let s = col.as_string::<i32>();
+                        s.is_valid(i).then(|| s.value(i).to_string())
+                    })
+                    .collect();
+                rows.push((c.positions[i], values));
+            }
+            for r in c.rejects {
+                rejects.push((r.position, r.reason, r.payload));
+            }
+            Ok(())
+        };
+        let names = ["id".to_string()];
+        read_sized(text.as_bytes(), opts, &names, 3, "t.csv", &mut sink, &|_| {}, read_size)
+            .unwrap();
+        (names, rows, rejects)
+    }
+
+    fn parse(text: &str) -> (Vec<String>, Rows, Rejects) {
+        parse_with(text, &CsvOptions::default(), READ_SIZE)
+    }
+
+    fn v(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn quotes_crlf_bom_blank_lines_and_nulls() {
+        let text = "\u{FEFF}a,b,c\r\n1,\"x, y\",\r\n\r\n2,\"say \"\"hi\"\"\",NULL\n";
+        let opts = CsvOptions {
+            null_marker: Some("NULL".into()),
+            ..Default::default()
+        };
+        let (names, rows, rejects) = parse_with(text, &opts, READ_SIZE);
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(
+            rows,
+            vec![
+                (2, vec![v("1"), v("x, y"), None]),
+                (4, vec![v("2"), v("say \"hi\""), None]),
+            ]
+        );
+        assert!(rejects.is_empty());
+    }
+
+    #[test]
+    fn a_quoted_newline_is_one_record_and_lines_stay_counted() {
+        let (_, rows, rejects) = parse("a,b\n1,\"two\nlines\"\n3,4\n");
+        assert!(rejects.is_empty());
+        assert_eq!(rows[0], (2, vec![v("1"), v("two\nlines")]));
+        assert_eq!(rows[1], (4, vec![v("3"), v("4")]));
+    }
+
+    #[test]
+    fn an_unbalanced_quote_costs_only_its_own_line() {
+        let (_, rows, rejects) = parse("a,b,c\n1,\"oops,x\n2,y,z\n3,\"q\",w\n");
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].0, 2);
+        assert!(rejects[0].1.contains("unbalanced quote"));
+        assert_eq!(rejects[0].2, "1,\"oops,x");
+        assert_eq!(
+            rows,
+            vec![(3, vec![v("2"), v("y"), v("z")]), (4, vec![v("3"), v("q"), v("w")])]
+        );
+        // At the end of the input too.
+        let (_, rows, rejects) = parse("a,b\n1,2\n3,\"open");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].0, 3);
+    }
+
+    #[test]
+    fn wrong_field_counts_are_rejected_with_the_counts() {
+        let (_, rows, rejects) = parse("a,b\n1\n1,2,3\n4,5");
+        assert_eq!(rows, vec![(4, vec![v("4"), v("5")])]);
+        let reasons: Vec<&str> = rejects.iter().map(|r| r.1.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "malformed CSV: expected 2 fields, found 1",
+                "malformed CSV: expected 2 fields, found 3"
+            ]
+        );
+    }
+
+    #[test]
+    fn headerless_input_and_other_delimiters() {
+        let opts = CsvOptions {
+            header: false,
+            delimiter: ';',
+            ..Default::default()
+        };
+        let (names, rows, _) = parse_with("1;a\n2;b\n", &opts, READ_SIZE);
+        // Named by position from the schema (here just `id`), then col_N.
+        assert_eq!(names, ["id", "col_2"]);
+        assert_eq!(rows[0], (1, vec![v("1"), v("a")]));
+    }
+
+    #[test]
+    fn results_do_not_depend_on_where_reads_cut_the_input() {
+        let text = "id,text,n\n1,\"multi\nline, quoted\",3\n2,plain,4\n3,\"broken,5\n4,\"é ü\",6\n5,x\n6,y,7";
+        let expected = parse(text);
+        assert_eq!(expected.1.len(), 4);
+        assert_eq!(expected.2.len(), 2);
+        for size in 1..=text.len() + 1 {
+            assert_eq!(parse_with(text, &CsvOptions::default(), size), expected, "read size {size}");
+        }
     }
 }
