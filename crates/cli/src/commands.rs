@@ -29,7 +29,10 @@ macro_rules! out {
 fn emit(text: &str) -> Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
@@ -59,7 +62,8 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
                 out!(o, "  {:<11} {}", format!("{zone}:"), roots.root(zone));
             }
             out!(o, "  metadata:   {}", lake.config().metadata_store_url());
-            out!(o, 
+            out!(
+                o,
                 "\nNext: tarn --config {} ingest file --dataset NAME --path FILE [--schema FILE.avsc]",
                 path.display()
             );
@@ -68,7 +72,8 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
         Command::Demo { dir } => {
             let out = tarn::demo::run(&dir).await?;
             out!(o, "tarn demo: a lake in {}\n", out.dir.display());
-            out!(o, 
+            out!(
+                o,
                 "Ingested the bundled sample (incoming/user_events.csv) against incoming/user_events.avsc:"
             );
             print_ingest(o, &out.result);
@@ -76,11 +81,13 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
             out!(o);
             print_details(o, &details);
             let cfg = out.dir.join("tarn.yaml");
-            out!(o, 
+            out!(
+                o,
                 "\nRead it with Python:  python3 -c \"import deltalake; print(deltalake.DeltaTable('{}').to_pyarrow_table())\"",
                 details.tables[0].location
             );
-            out!(o, 
+            out!(
+                o,
                 "See the catalog:      tarn --config {} catalog show user_events",
                 cfg.display()
             );
@@ -98,7 +105,11 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) if json_out => {
-                    out!(o, "{}", json!({"status": "failed", "errors": [e.to_string()]}));
+                    out!(
+                        o,
+                        "{}",
+                        json!({"status": "failed", "errors": [e.to_string()]})
+                    );
                     Err(e)
                 }
                 Err(e) => Err(e),
@@ -178,7 +189,8 @@ fn print_ingest(o: &mut String, r: &IngestionResult) {
     let m = &r.metadata;
     match r.status {
         IngestionStatus::Skipped => {
-            out!(o, 
+            out!(
+                o,
                 "= {}: nothing to ingest; already ingested: {}",
                 m.dataset,
                 m.skipped.join(", ")
@@ -186,30 +198,40 @@ fn print_ingest(o: &mut String, r: &IngestionResult) {
             out!(o, "  (use --force to ingest again)");
             return;
         }
-        IngestionStatus::Success => out!(o, 
+        IngestionStatus::Success => out!(
+            o,
             "✔ {}: {} records read, all {} written",
-            m.dataset, m.rows_read, m.rows_written
+            m.dataset,
+            m.rows_read,
+            m.rows_written
         ),
-        IngestionStatus::Partial => out!(o, 
+        IngestionStatus::Partial => out!(
+            o,
             "✔ {}: {} records read, {} written, {} quarantined",
-            m.dataset, m.rows_read, m.rows_written, m.rows_quarantined
+            m.dataset,
+            m.rows_read,
+            m.rows_written,
+            m.rows_quarantined
         ),
     }
     let version = |v: Option<i64>| v.map_or("-".to_string(), |v| format!("version {v}"));
-    out!(o, 
+    out!(
+        o,
         "  raw table:  {} ({})",
         r.location,
         version(m.delta_version)
     );
     if m.rows_quarantined > 0 {
-        out!(o, 
+        out!(
+            o,
             "  quarantine: {} ({})",
             m.quarantine_location,
             version(m.quarantine_version)
         );
     }
     let mb = m.bytes_read as f64 / 1e6;
-    out!(o, 
+    out!(
+        o,
         "  run {}: {} file(s), {:.1} MB in {:.2} s ({:.1} MB/s), schema v{}",
         m.run_id,
         m.files_ingested,
@@ -235,12 +257,19 @@ fn print_ingest(o: &mut String, r: &IngestionResult) {
 
 fn print_list(o: &mut String, entries: &[CatalogEntry]) {
     if entries.is_empty() {
-        out!(o, "The catalog is empty. Ingest something: tarn ingest file --help");
+        out!(
+            o,
+            "The catalog is empty. Ingest something: tarn ingest file --help"
+        );
         return;
     }
-    out!(o, 
+    out!(
+        o,
         "{:<24} {:<28} {:>7}  {:<20}",
-        "DATASET", "ZONES", "SCHEMA", "LAST RUN"
+        "DATASET",
+        "ZONES",
+        "SCHEMA",
+        "LAST RUN"
     );
     for e in entries {
         let zones: Vec<String> = e.zones.iter().map(|z| z.to_string()).collect();
@@ -254,7 +283,8 @@ fn print_list(o: &mut String, entries: &[CatalogEntry]) {
                 r.rows_quarantined
             )
         });
-        out!(o, 
+        out!(
+            o,
             "{:<24} {:<28} {:>7}  {}",
             e.name,
             zones.join(","),
@@ -293,7 +323,8 @@ fn print_details(o: &mut String, d: &DatasetDetails) {
     out!(o, "Tables:");
     for t in &d.tables {
         if t.stats.is_some() {
-            out!(o, 
+            out!(
+                o,
                 "  {:<12} {}  [{}]",
                 t.zone.to_string(),
                 t.location,
@@ -301,14 +332,16 @@ fn print_details(o: &mut String, d: &DatasetDetails) {
             );
         }
     }
-    out!(o, 
+    out!(
+        o,
         "  {:<12} {}  [{}]",
         "quarantine",
         d.quarantine.location,
         stats_line(&d.quarantine)
     );
     match d.schema_versions.last() {
-        Some(v) => out!(o, 
+        Some(v) => out!(
+            o,
             "Schema v{} (of {}, pinned {}):",
             v.version,
             d.schema_versions.len(),
@@ -317,7 +350,8 @@ fn print_details(o: &mut String, d: &DatasetDetails) {
         None => out!(o, "Schema: none pinned"),
     }
     for (name, ty, nullable) in &d.fields {
-        out!(o, 
+        out!(
+            o,
             "  {:<24} {}{}",
             name,
             ty,
@@ -329,7 +363,8 @@ fn print_details(o: &mut String, d: &DatasetDetails) {
         out!(o, "  none");
     }
     for r in &d.runs {
-        out!(o, 
+        out!(
+            o,
             "  {} {:<8} read {:>9} written {:>9} quarantined {:>7}  {}{}",
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             r.status.to_string(),

@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use chrono::Utc;
 use deltalake::kernel::Transaction;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 // Deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it is
 // still the maintained object_store bridge that delta-rs itself uses.
-use object_store::ObjectStoreExt;
 #[allow(deprecated)]
 use parquet::arrow::async_reader::ParquetObjectReader;
 use serde_json::json;
@@ -22,7 +22,6 @@ use tarn_common::storage::object_store_for;
 use tarn_common::{DatasetSchema, Zone, ZoneRoots};
 use tarn_governance::{DatasetRecord, IngestionRun, MetadataStore, RunStatus};
 use tokio::sync::mpsc;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::{Error, Result};
 use crate::quarantine::{quarantine_batch, quarantine_schema};
@@ -216,7 +215,13 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
         }
     };
     check_partitioning(&table, &partition_cols, &raw_url)?;
-    let mut raw = TableWriter::new(table)?;
+    let uuids: Vec<String> = schema
+        .fields
+        .iter()
+        .filter(|f| f.field_type == tarn_common::FieldType::Uuid)
+        .map(|f| f.name.clone())
+        .collect();
+    let mut raw = TableWriter::new(table, &uuids)?;
     if spec.schema_evolution == tarn_common::config::SchemaEvolution::Additive {
         if !partition_cols.is_empty() {
             return Err(Error::Invalid(
@@ -225,7 +230,8 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
         }
         raw.allow_new_columns();
     }
-    let mut quarantine: Option<TableWriter> = existing_q.map(TableWriter::new).transpose()?;
+    let mut quarantine: Option<TableWriter> =
+        existing_q.map(|t| TableWriter::new(t, &[])).transpose()?;
 
     let now = Utc::now().timestamp_micros();
     let mut validator = Some(DataValidator::new(
@@ -346,11 +352,14 @@ async fn ingest_one(
         .iter()
         .map(|f| f.name.clone())
         .collect();
+    // Three stages, so both cores stay busy: parse (reader thread) → validate
+    // (validator thread) → encode and upload (this task).
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
     let reader = tokio::task::spawn_blocking(move || {
         let mut sink = |chunk: Chunk| -> Result<()> {
-            let v = validator.validate(chunk)?;
-            tx.blocking_send(v)
-                .map_err(|_| Error::Internal("ingest writer stopped".into()))
+            chunk_tx
+                .send(chunk)
+                .map_err(|_| Error::Internal("ingest validator stopped".into()))
         };
         let on_bytes = |n: u64| {
             if let Some(p) = &progress {
@@ -362,6 +371,14 @@ async fn ingest_one(
         )?;
         if format == Format::Parquet {
             on_bytes(file.size);
+        }
+        Ok::<_, Error>(())
+    });
+    let checker = tokio::task::spawn_blocking(move || {
+        for chunk in chunk_rx {
+            let v = validator.validate(chunk)?;
+            tx.blocking_send(v)
+                .map_err(|_| Error::Internal("ingest writer stopped".into()))?;
         }
         Ok::<_, Error>(validator)
     });
@@ -397,7 +414,7 @@ async fn ingest_one(
                         &format!("_quarantine_{}", meta.dataset),
                     )
                     .await?;
-                    quarantine.insert(TableWriter::new(table)?)
+                    quarantine.insert(TableWriter::new(table, &[])?)
                 }
             };
             let batch = quarantine_batch(
@@ -414,11 +431,14 @@ async fn ingest_one(
         }
     }
     drop(rx);
-    let validator = reader
-        .await
-        .map_err(|e| Error::Internal(format!("reader thread: {e}")))?;
+    let join =
+        |what: &str, e: tokio::task::JoinError| Error::Internal(format!("{what} thread: {e}"));
+    let validated = checker.await.map_err(|e| join("validator", e))?;
+    let read = reader.await.map_err(|e| join("reader", e))?;
+    // The first stage to fail names the cause; the ones before it only saw it stop.
     write_result?;
-    let validator = validator?;
+    let validator = validated?;
+    read?;
     meta.bytes_read += plan.file.size;
     Ok(validator)
 }
@@ -440,12 +460,7 @@ fn read_file(
     if format == Format::Parquet {
         return read_parquet(file, batch_size, handle, sink);
     }
-    let stream = handle
-        .block_on(file.store.get(&file.path))
-        .map_err(|e| Error::input(&display, e))?
-        .into_stream()
-        .map_err(std::io::Error::other);
-    let input = SyncIoBridge::new_with_handle(StreamReader::new(stream), handle.clone());
+    let input = std::io::BufReader::with_capacity(1 << 20, file.blocking_reader(handle)?);
     match format {
         Format::Csv => csv::read(input, csv_opts, names, batch_size, &display, sink, progress),
         Format::Ndjson | Format::Json => {

@@ -10,6 +10,9 @@ use deltalake::kernel::{StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -79,6 +82,20 @@ pub(crate) async fn committed_version(table: &DeltaTable, app_id: &str) -> Resul
         .map_err(|e| Error::delta(table.table_url(), e))
 }
 
+/// Snappy-compressed Parquet. Columns whose values are (nearly) all distinct,
+/// such as `_ingest_source`, get no dictionary: it would only cost time before
+/// the writer falls back to plain encoding.
+fn writer_properties(unique_columns: &[String]) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_created_by(format!("tarn {}", env!("CARGO_PKG_VERSION")))
+        .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(ColumnPath::from(crate::columns::SOURCE), false);
+    for c in unique_columns {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
+    }
+    b.build()
+}
+
 /// Streams batches into one table and commits them atomically with `txn` actions.
 pub(crate) struct TableWriter {
     pub(crate) table: DeltaTable,
@@ -88,10 +105,12 @@ pub(crate) struct TableWriter {
 }
 
 impl TableWriter {
-    pub(crate) fn new(table: DeltaTable) -> Result<Self> {
+    /// A writer for `table`; `unique_columns` (such as uuids) get no dictionary.
+    pub(crate) fn new(table: DeltaTable, unique_columns: &[String]) -> Result<Self> {
         let writer = RecordBatchWriter::for_table(&table)
             .map_err(|e| Error::delta(table.table_url(), e))?
-            .with_target_file_size(TARGET_FILE_SIZE);
+            .with_target_file_size(TARGET_FILE_SIZE)
+            .with_writer_properties(writer_properties(unique_columns));
         Ok(Self {
             table,
             writer,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use globset::GlobBuilder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 use tarn_common::storage::{local_path, object_store_for};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -36,21 +37,53 @@ impl InputFile {
 
     /// The file's content hash (BLAKE3, hex), read through the object store.
     pub async fn content_hash(&self) -> Result<String> {
-        let mut stream = self
+        let display = self.display();
+        let got = self
             .store
             .get(&self.path)
             .await
-            .map_err(|e| Error::input(self.display(), e))?
-            .into_stream();
+            .map_err(|e| Error::input(&display, e))?;
         let mut hasher = blake3::Hasher::new();
-        while let Some(bytes) = stream
-            .try_next()
-            .await
-            .map_err(|e| Error::input(self.display(), e))?
-        {
-            hasher.update(&bytes);
+        match got.payload {
+            GetResultPayload::File(file, _) => {
+                hasher = tokio::task::spawn_blocking(move || {
+                    hasher.update_reader(file)?;
+                    Ok::<_, std::io::Error>(hasher)
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("hash thread: {e}")))?
+                .map_err(|e| Error::input(&display, e))?;
+            }
+            GetResultPayload::Stream(mut stream) => {
+                while let Some(bytes) = stream
+                    .try_next()
+                    .await
+                    .map_err(|e| Error::input(&display, e))?
+                {
+                    hasher.update(&bytes);
+                }
+            }
         }
         Ok(hasher.finalize().to_hex().to_string())
+    }
+
+    /// A blocking reader of the whole file, for use on a blocking thread. Local
+    /// files are read directly from the handle object_store opens; remote ones
+    /// are streamed through the runtime.
+    pub fn blocking_reader(
+        &self,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Box<dyn std::io::Read + Send>> {
+        let got = handle
+            .block_on(self.store.get(&self.path))
+            .map_err(|e| Error::input(self.display(), e))?;
+        Ok(match got.payload {
+            GetResultPayload::File(file, _) => Box::new(file),
+            GetResultPayload::Stream(stream) => Box::new(SyncIoBridge::new_with_handle(
+                StreamReader::new(stream.map_err(std::io::Error::other)),
+                handle.clone(),
+            )),
+        })
     }
 }
 

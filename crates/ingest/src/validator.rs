@@ -2,7 +2,6 @@
 //! column by column with Arrow compute, and splits the chunk into valid rows
 //! (typed, with the `_ingest_*` columns) and rejects with a reason.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -242,12 +241,13 @@ impl DataValidator {
             .map_err(internal)?;
         let n = keep.true_count();
         let mut src = StringBuilder::with_capacity(n, n * (self.source.len() + 8));
-        let mut text = String::with_capacity(self.source.len() + 12);
+        let mut text = format!("{}:", self.source);
+        let prefix = text.len();
+        let mut digits = itoa::Buffer::new();
         for (i, p) in positions.iter().enumerate() {
             if keep.value(i) {
-                use std::fmt::Write;
-                text.clear();
-                let _ = write!(text, "{}:{p}", self.source);
+                text.truncate(prefix);
+                text.push_str(digits.format(*p));
                 src.append_value(&text);
             }
         }
@@ -316,7 +316,16 @@ fn convert(
             typed_timestamp(&col, ft)?
         }
         FieldType::TimestampMillis | FieldType::TimestampMicros => {
-            let mut out = cast_with_options(&col, &target, &SAFE).map_err(internal)?;
+            // Parse as a naive timestamp (strings with an offset are converted to
+            // UTC) and label it UTC: same values, without a time-zone lookup per row.
+            let naive = DataType::Timestamp(TimeUnit::Microsecond, None);
+            let parsed = cast_with_options(&col, &naive, &SAFE).map_err(internal)?;
+            let mut out: ArrayRef = Arc::new(
+                parsed
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .clone()
+                    .with_timezone(UTC),
+            );
             if out.null_count() > col.null_count() {
                 out = epoch_fallback(col.as_string::<i32>(), &out, ft);
             }
@@ -324,10 +333,11 @@ fn convert(
         }
         FieldType::Enum { symbols, .. } => {
             let s = cast_with_options(&col, &DataType::Utf8, &SAFE).map_err(internal)?;
-            let allowed: HashSet<&str> = symbols.iter().map(String::as_str).collect();
+            // Enums are small: a linear scan beats hashing every value.
+            let allowed: Vec<&str> = symbols.iter().map(String::as_str).collect();
             for (i, v) in s.as_string::<i32>().iter().enumerate() {
                 if let Some(v) = v
-                    && !allowed.contains(v)
+                    && !allowed.contains(&v)
                     && errors[i].is_none()
                 {
                     errors[i] = Some((

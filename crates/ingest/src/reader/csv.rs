@@ -27,7 +27,9 @@ pub(crate) fn read<R: Read>(
     sink: &mut Sink<'_>,
     progress: &dyn Fn(u64),
 ) -> Result<()> {
-    read_sized(input, opts, names, batch_size, file, sink, progress, READ_SIZE)
+    read_sized(
+        input, opts, names, batch_size, file, sink, progress, READ_SIZE,
+    )
 }
 
 /// [`read`] with the refill size as a parameter, so tests can cut records
@@ -49,10 +51,14 @@ fn read_sized<R: Read>(
             .filter(u8::is_ascii)
             .ok_or_else(|| Error::Invalid(format!("CSV {what} must be one ASCII character")))
     };
+    let (delimiter, quote) = (
+        byte(opts.delimiter, "delimiter")?,
+        byte(opts.quote, "quote")?,
+    );
     let mut parser = RecordParser {
         reader: ReaderBuilder::new()
-            .delimiter(byte(opts.delimiter, "delimiter")?)
-            .quote(byte(opts.quote, "quote")?)
+            .delimiter(delimiter)
+            .quote(quote)
             .build(),
         out: vec![0; 4096],
         ends: vec![0; 64],
@@ -73,17 +79,29 @@ fn read_sized<R: Read>(
             let n = fill(&mut input, &mut buf, read_size).map_err(|e| Error::input(file, e))?;
             progress(n as u64);
             eof = n == 0;
-            if first {
-                if buf.starts_with(b"\xEF\xBB\xBF") {
-                    start = 3;
-                }
-                first = false;
-            }
             continue;
         }
+        if first && (buf.len() >= 3 || eof) {
+            if buf.starts_with(b"\xEF\xBB\xBF") {
+                start = 3;
+            }
+            first = false;
+        }
+        // Line ends between records (blank lines, or the \n of a \r\n that
+        // csv-core stopped before) are skipped; `line` counts every \n.
+        while let Some(&b) = buf.get(start) {
+            if b != b'\n' && b != b'\r' {
+                break;
+            }
+            line += u64::from(b == b'\n');
+            start += 1;
+        }
         let input_left = &buf[start..];
-        if input_left.is_empty() && eof {
-            break;
+        if input_left.is_empty() {
+            if eof {
+                break;
+            }
+            continue;
         }
         let parsed = parser.parse(input_left, eof);
         let (consumed, nfields) = match parsed {
@@ -102,9 +120,10 @@ fn read_sized<R: Read>(
         };
         let raw = &input_left[..consumed];
         let record_line = line;
+        let newlines = memchr::memchr_iter(b'\n', raw).count() as u64;
 
-        if trim_newline(raw).iter().all(|b| b.is_ascii_whitespace()) {
-            line += memchr::memchr_iter(b'\n', raw).count() as u64;
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            line += newlines;
             start += consumed;
             continue;
         }
@@ -123,7 +142,7 @@ fn read_sized<R: Read>(
                 check_header(&names, file)?;
                 cols = Some(TextColumns::new(names));
                 if opts.header {
-                    line += memchr::memchr_iter(b'\n', raw).count() as u64;
+                    line += newlines;
                     start += consumed;
                     continue;
                 }
@@ -131,8 +150,13 @@ fn read_sized<R: Read>(
             }
         };
         let width = cols.width();
-        let inner_lines = memchr::memchr_iter(b'\n', trim_newline(raw)).count();
-        if nfields != width && inner_lines > 0 {
+        // A quoted field that spans lines, or runs to the end of the input, may
+        // be an unbalanced quote: check its quoting strictly.
+        let multi_line = memchr::memchr(b'\n', trim_newline(raw)).is_some();
+        let at_end = eof && consumed == input_left.len();
+        if (multi_line && nfields != width)
+            || ((multi_line || at_end) && !well_quoted(raw, delimiter, quote))
+        {
             // A quote opened and swallowed following lines: reject only the first
             // line and parse again from the next one.
             let first_len = memchr::memchr(b'\n', raw).map_or(raw.len(), |i| i + 1);
@@ -151,7 +175,7 @@ fn read_sized<R: Read>(
                 reason: format!("malformed CSV: expected {width} fields, found {nfields}"),
                 payload: payload_text(raw),
             });
-            line += 1;
+            line += newlines;
             start += consumed;
         } else {
             // Fields are contiguous in the parser's output: check UTF-8 once.
@@ -189,7 +213,7 @@ fn read_sized<R: Read>(
                     });
                 }
             }
-            line += 1 + inner_lines as u64;
+            line += newlines;
             start += consumed;
         }
         if cols.len() >= batch_size {
@@ -201,6 +225,40 @@ fn read_sized<R: Read>(
         Some(_) => Ok(()),
         None => Ok(()),
     }
+}
+
+/// Whether a record's quoting is strict: quotes open a field and close it right
+/// before a delimiter or line end, and every quote that opens also closes.
+/// csv-core accepts `"a"b`; across lines that is how an unbalanced quote shows.
+fn well_quoted(raw: &[u8], delimiter: u8, quote: u8) -> bool {
+    let raw = trim_newline(raw);
+    let (mut in_quotes, mut field_start) = (false, true);
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if in_quotes {
+            if b == quote {
+                if raw.get(i + 1) == Some(&quote) {
+                    i += 1;
+                } else {
+                    in_quotes = false;
+                    match raw.get(i + 1) {
+                        None | Some(b'\r' | b'\n') => {}
+                        Some(&next) if next == delimiter => {}
+                        Some(_) => return false,
+                    }
+                }
+            }
+        } else if b == quote {
+            if !field_start {
+                return false;
+            }
+            in_quotes = true;
+        }
+        field_start = !in_quotes && (b == delimiter || b == b'\n');
+        i += 1;
+    }
+    !in_quotes
 }
 
 fn check_header(names: &[String], file: &str) -> Result<()> {
@@ -311,7 +369,7 @@ impl RecordParser {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::AsArray;
+    use arrow::array::{Array, AsArray};
 
     use super::*;
 
@@ -347,9 +405,18 @@ mod tests {
             }
             Ok(())
         };
-        let names = ["id".to_string()];
-        read_sized(text.as_bytes(), opts, &names, 3, "t.csv", &mut sink, &|_| {}, read_size)
-            .unwrap();
+        let schema_names = ["id".to_string()];
+        read_sized(
+            text.as_bytes(),
+            opts,
+            &schema_names,
+            3,
+            "t.csv",
+            &mut sink,
+            &|_| {},
+            read_size,
+        )
+        .unwrap();
         (names, rows, rejects)
     }
 
@@ -397,7 +464,10 @@ mod tests {
         assert_eq!(rejects[0].2, "1,\"oops,x");
         assert_eq!(
             rows,
-            vec![(3, vec![v("2"), v("y"), v("z")]), (4, vec![v("3"), v("q"), v("w")])]
+            vec![
+                (3, vec![v("2"), v("y"), v("z")]),
+                (4, vec![v("3"), v("q"), v("w")])
+            ]
         );
         // At the end of the input too.
         let (_, rows, rejects) = parse("a,b\n1,2\n3,\"open");
@@ -440,7 +510,11 @@ mod tests {
         assert_eq!(expected.1.len(), 4);
         assert_eq!(expected.2.len(), 2);
         for size in 1..=text.len() + 1 {
-            assert_eq!(parse_with(text, &CsvOptions::default(), size), expected, "read size {size}");
+            assert_eq!(
+                parse_with(text, &CsvOptions::default(), size),
+                expected,
+                "read size {size}"
+            );
         }
     }
 }
