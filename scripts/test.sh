@@ -49,4 +49,4 @@ cargo test --workspace
 
 log "Python interop (deltalake, Polars)"
 cargo build -p tarn-cli
-TARN_BIN="$CARGO_TARGET_DIR/debug/tarn" python3 -m pytest tests/python -q
+TARN_BIN="$CARGO_TARGET_DIR/debug/tarn" TARN_REQUIRE_BIN=1 python3 -m pytest tests/python -q
