@@ -103,6 +103,26 @@ fn read_sized<R: Read>(
             }
             continue;
         }
+        // Fast path: a whole line without quotes is split on the delimiter in
+        // place; csv-core handles the header, quoted fields and the last line.
+        if let Some(cols) = cols.as_mut()
+            && let Some(nl) = memchr::memchr(b'\n', input_left)
+        {
+            let text = trim_newline(&input_left[..nl]);
+            if memchr::memchr(quote, text).is_none()
+                && let Ok(text) = std::str::from_utf8(text)
+            {
+                if !text.trim_ascii().is_empty() {
+                    split_line(cols, text, delimiter, null_marker, line);
+                }
+                line += 1;
+                start += nl + 1;
+                if cols.len() >= batch_size {
+                    sink(cols.take())?;
+                }
+                continue;
+            }
+        }
         let parsed = parser.parse(input_left, eof);
         let (consumed, nfields) = match parsed {
             Parsed::NeedMore if input_left.len() <= MAX_RECORD => {
@@ -225,6 +245,33 @@ fn read_sized<R: Read>(
         Some(_) => Ok(()),
         None => Ok(()),
     }
+}
+
+/// Adds one unquoted line as a row, or rejects it if its field count is wrong.
+fn split_line(
+    cols: &mut TextColumns,
+    text: &str,
+    delimiter: u8,
+    null_marker: Option<&[u8]>,
+    line: u64,
+) {
+    let width = cols.width();
+    let nfields = memchr::memchr_iter(delimiter, text.as_bytes()).count() + 1;
+    if nfields != width {
+        cols.reject(Reject {
+            position: line,
+            field: None,
+            reason: format!("malformed CSV: expected {width} fields, found {nfields}"),
+            payload: text.to_string(),
+        });
+        return;
+    }
+    // The delimiter is ASCII, so every split point is a character boundary.
+    for (i, f) in text.split(char::from(delimiter)).enumerate() {
+        let null = f.is_empty() || Some(f.as_bytes()) == null_marker;
+        cols.push(i, (!null).then_some(f));
+    }
+    cols.finish_row(text.as_bytes(), line);
 }
 
 /// Whether a record's quoting is strict: quotes open a field and close it right
