@@ -10,7 +10,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// the raw zone; bad records go to quarantine with a reason. Start with
 /// `tarn demo`, or `tarn init` and then `tarn ingest file`.
 #[derive(Debug, Parser)]
-#[command(name = "tarn", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "tarn",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// The lake's config file [default: $TARN_CONFIG, then ./tarn.yaml]
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
@@ -49,6 +55,18 @@ pub enum Command {
     Catalog(CatalogCommand),
 }
 
+const INGEST_EXAMPLES: &str = "Examples:
+  tarn ingest file --dataset user_events --path 'incoming/*.csv' \\
+      --schema user_events.avsc --partition-key timestamp
+  tarn ingest file -d clicks -p s3://landing/clicks/ --format ndjson --json
+  tarn ingest file -d legacy -p export.txt --format csv --delimiter ';' --no-header --null-marker NULL";
+
+const EXAMPLES: &str = "Quick start:
+  tarn demo                      a lake in ./tarn-demo with a sample ingest
+  tarn init mylake               a new lake (tarn.yaml, zones, catalog)
+  tarn -c mylake/tarn.yaml ingest file -d events -p 'incoming/*.csv' -s events.avsc
+  tarn -c mylake/tarn.yaml catalog show events";
+
 #[derive(Debug, Subcommand)]
 pub enum IngestCommand {
     /// Ingest files (CSV, NDJSON, JSON, Parquet, Avro) from paths, directories or globs.
@@ -57,10 +75,7 @@ pub enum IngestCommand {
     /// <raw zone>/<dataset>, invalid ones go to <raw zone>/_quarantine/<dataset>
     /// with the reason. A file already ingested is skipped (its path, size and
     /// content hash are committed with its rows); --force ingests it again.
-    ///
-    /// Example:
-    ///   tarn ingest file --dataset user_events --path 'incoming/*.csv' \
-    ///       --schema user_events.avsc --partition-key timestamp
+    #[command(after_help = INGEST_EXAMPLES)]
     File(FileArgs),
 }
 

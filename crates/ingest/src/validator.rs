@@ -494,3 +494,113 @@ fn clip(s: &str) -> &str {
 fn internal(e: arrow::error::ArrowError) -> Error {
     Error::Internal(format!("arrow: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::StringArray;
+    use arrow::datatypes::TimestampMicrosecondType;
+
+    use super::*;
+
+    fn check(values: &[Option<&str>], ft: &FieldType) -> (ArrayRef, Vec<Option<(String, String)>>) {
+        let col: ArrayRef = Arc::new(StringArray::from(values.to_vec()));
+        let mut errors = vec![None; values.len()];
+        let out = convert(&col, ft, "f", &mut errors).unwrap();
+        (out, errors)
+    }
+
+    #[test]
+    fn timestamps_are_normalized_to_utc_micros() {
+        let (out, errors) = check(
+            &[
+                Some("2024-02-10T12:00:00Z"),
+                Some("2024-02-10T14:00:00+02:00"),
+                Some("2024-02-10 12:00:00.250"),
+                Some("1707566400000"),
+                Some("yesterday"),
+                None,
+            ],
+            &FieldType::TimestampMillis,
+        );
+        let ts = out.as_primitive::<TimestampMicrosecondType>();
+        let noon = 1_707_566_400_000_000;
+        assert_eq!(ts.value(0), noon);
+        assert_eq!(ts.value(1), noon, "offsets are converted to UTC");
+        assert_eq!(ts.value(2), noon + 250_000, "naive times are taken as UTC");
+        assert_eq!(
+            ts.value(3),
+            noon,
+            "integers are epoch millis for timestamp-millis"
+        );
+        assert!(
+            errors[4]
+                .as_ref()
+                .unwrap()
+                .1
+                .contains("invalid timestamp-millis value `yesterday`")
+        );
+        assert!(
+            ts.is_null(5) && errors[5].is_none(),
+            "null is not an error here"
+        );
+        assert_eq!(out.data_type(), &FieldType::TimestampMillis.arrow_type());
+    }
+
+    #[test]
+    fn enums_uuids_decimals_and_dates_are_checked() {
+        let symbols = vec!["a".to_string(), "b".to_string()];
+        let (_, errors) = check(
+            &[Some("a"), Some("c")],
+            &FieldType::Enum {
+                name: "E".into(),
+                symbols,
+            },
+        );
+        assert!(errors[0].is_none());
+        assert!(
+            errors[1]
+                .as_ref()
+                .unwrap()
+                .1
+                .contains("`c` is not a symbol")
+        );
+
+        let (_, errors) = check(
+            &[
+                Some("0b6c8f1e-8a44-4d0e-9a51-3f1a2b7c9d01"),
+                Some("not-a-uuid"),
+            ],
+            &FieldType::Uuid,
+        );
+        assert!(errors[0].is_none() && errors[1].is_some());
+
+        let (out, errors) = check(
+            &[Some("12.34"), Some("99999999999.0"), Some("x")],
+            &FieldType::Decimal {
+                precision: 10,
+                scale: 2,
+            },
+        );
+        assert_eq!(
+            out.as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(0),
+            1234
+        );
+        assert!(errors[1].is_some(), "overflows the precision");
+        assert!(errors[2].is_some());
+
+        let (_, errors) = check(&[Some("2024-02-30"), Some("2024-02-29")], &FieldType::Date);
+        assert!(errors[0].is_some() && errors[1].is_none());
+    }
+
+    #[test]
+    fn inference_picks_the_narrowest_type() {
+        let infer = |v: &[&str]| infer_text_type(&StringArray::from(v.to_vec()));
+        assert_eq!(infer(&["1", "-2"]), FieldType::Long);
+        assert_eq!(infer(&["1", "2.5"]), FieldType::Double);
+        assert_eq!(infer(&["true", "FALSE"]), FieldType::Boolean);
+        assert_eq!(infer(&["2024-01-01", "2024-12-31"]), FieldType::Date);
+        assert_eq!(infer(&["2024-01-01T00:00:00Z"]), FieldType::TimestampMicros);
+        assert_eq!(infer(&["1", "x"]), FieldType::String);
+    }
+}

@@ -10,7 +10,7 @@ use apache_avro::types::Value as Avro;
 use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Value};
 
-use super::json::JsonRows;
+use super::json::{JsonRows, scalar_text};
 use super::{Reject, Sink};
 use crate::error::{Error, Result};
 
@@ -38,7 +38,8 @@ pub(crate) fn read<R: Read>(
                     })
                     .collect();
                 let raw = serde_json::to_vec(&obj).expect("JSON values serialize");
-                rows.push(&obj, &raw, position);
+                let members = obj.iter().map(|(k, v)| (k.as_str(), scalar_text(v)));
+                rows.push(members, &raw, position);
             }
             other => rows.cols.reject(Reject {
                 position,

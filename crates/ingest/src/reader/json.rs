@@ -5,9 +5,9 @@
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 
-use serde::de::{SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use super::{Reject, Sink, TextColumns, payload_text};
 use crate::error::{Error, Result};
@@ -74,8 +74,8 @@ fn read_lines<R: BufRead>(
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Map<String, Value>>(text) {
-            Ok(obj) => rows.push(&obj, text, number),
+        match serde_json::from_slice::<Members>(text) {
+            Ok(obj) => rows.push(obj.texts(), text, number),
             Err(e) => rows.cols.reject(Reject {
                 position: number,
                 field: None,
@@ -110,8 +110,8 @@ fn read_array<R: Read>(
             while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
                 number += 1;
                 let text = raw.get();
-                match serde_json::from_str::<Map<String, Value>>(text) {
-                    Ok(obj) => self.rows.push(&obj, text.as_bytes(), number),
+                match serde_json::from_str::<Members>(text) {
+                    Ok(obj) => self.rows.push(obj.texts(), text.as_bytes(), number),
                     Err(_) => self.rows.cols.reject(Reject {
                         position: number,
                         field: None,
@@ -158,10 +158,16 @@ impl JsonRows {
         }
     }
 
-    /// Adds one object as a row; `raw` is its original text.
-    pub(crate) fn push(&mut self, obj: &Map<String, Value>, raw: &[u8], position: u64) {
+    /// Adds one object, given as (key, value text) pairs, as a row; `raw` is
+    /// its original text. A repeated key keeps its first value.
+    pub(crate) fn push<'a>(
+        &mut self,
+        members: impl Iterator<Item = (&'a str, Option<Cow<'a, str>>)>,
+        raw: &[u8],
+        position: u64,
+    ) {
         self.filled.clear();
-        for (k, v) in obj {
+        for (k, v) in members {
             let i = self.cols.column(k);
             if self.filled.len() <= i {
                 self.filled.resize(i + 1, false);
@@ -169,7 +175,7 @@ impl JsonRows {
             if self.filled[i] {
                 continue;
             }
-            self.cols.push(i, scalar_text(v).as_deref());
+            self.cols.push(i, v.as_deref());
             self.filled[i] = true;
         }
         self.cols.end_row(&self.filled, raw, position);
@@ -187,6 +193,70 @@ impl JsonRows {
             sink(self.cols.take())?;
         }
         Ok(())
+    }
+}
+
+/// A JSON object's members, borrowed from the input where possible: parsing
+/// into `serde_json::Value` would allocate every key and value.
+struct Members<'a>(Vec<(Text<'a>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    /// (key, value as column text) pairs.
+    fn texts(&self) -> impl Iterator<Item = (&str, Option<Cow<'_, str>>)> {
+        self.0.iter().map(|(k, v)| (k.0.as_ref(), raw_text(v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(entry) = map.next_entry::<Text<'de>, &'de RawValue>()? {
+                    out.push(entry);
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(Object)
+    }
+}
+
+/// A JSON string, borrowed unless it has escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str;
+        impl<'de> Visitor<'de> for Str {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Str)
+    }
+}
+
+/// A raw JSON value as column text: strings unescaped, null as null, numbers,
+/// booleans and nested values as written.
+fn raw_text(v: &RawValue) -> Option<Cow<'_, str>> {
+    let s = v.get();
+    match s.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<Text>(s).ok().map(|t| t.0),
+        Some(b'n') => None,
+        _ => Some(Cow::Borrowed(s)),
     }
 }
 
