@@ -10,7 +10,7 @@ use deltalake::kernel::{StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use url::Url;
@@ -89,7 +89,12 @@ fn writer_properties(unique_columns: &[String]) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_created_by(format!("tarn {}", env!("CARGO_PKG_VERSION")))
         .set_compression(Compression::SNAPPY)
-        .set_column_dictionary_enabled(ColumnPath::from(crate::columns::SOURCE), false);
+        .set_column_dictionary_enabled(ColumnPath::from(crate::columns::SOURCE), false)
+        // `file:line` values share their file prefix: store only what differs.
+        .set_column_encoding(
+            ColumnPath::from(crate::columns::SOURCE),
+            Encoding::DELTA_BYTE_ARRAY,
+        );
     for c in unique_columns {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
     }

@@ -146,6 +146,8 @@ fn read_array<R: Read>(
 pub(crate) struct JsonRows {
     pub(crate) cols: TextColumns,
     filled: Vec<bool>,
+    /// The column of the j-th key of the previous record.
+    order: Vec<usize>,
     batch_size: usize,
 }
 
@@ -154,6 +156,7 @@ impl JsonRows {
         Self {
             cols: TextColumns::new([]),
             filled: Vec::new(),
+            order: Vec::new(),
             batch_size,
         }
     }
@@ -167,8 +170,21 @@ impl JsonRows {
         position: u64,
     ) {
         self.filled.clear();
-        for (k, v) in members {
-            let i = self.cols.column(k);
+        self.filled.resize(self.cols.width(), false);
+        for (j, (k, v)) in members.enumerate() {
+            // Records mostly list their keys in the same order: try the column
+            // the j-th key went to last time before hashing the key.
+            let i = match self.order.get(j) {
+                Some(&i) if self.cols.name(i) == k => i,
+                _ => {
+                    let i = self.cols.column(k);
+                    if self.order.len() <= j {
+                        self.order.resize(j + 1, i);
+                    }
+                    self.order[j] = i;
+                    i
+                }
+            };
             if self.filled.len() <= i {
                 self.filled.resize(i + 1, false);
             }
@@ -254,6 +270,9 @@ impl<'de> Deserialize<'de> for Text<'de> {
 fn raw_text(v: &RawValue) -> Option<Cow<'_, str>> {
     let s = v.get();
     match s.as_bytes().first() {
+        // serde_json has checked the string: without escapes it is what is
+        // between the quotes.
+        Some(b'"') if !s.contains('\\') => Some(Cow::Borrowed(&s[1..s.len() - 1])),
         Some(b'"') => serde_json::from_str::<Text>(s).ok().map(|t| t.0),
         Some(b'n') => None,
         _ => Some(Cow::Borrowed(s)),

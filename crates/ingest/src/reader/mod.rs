@@ -109,6 +109,11 @@ impl TextColumns {
         self.names.len() - 1
     }
 
+    /// The name of column `i`.
+    pub(crate) fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
     /// Appends one value to column `i` of the current row.
     #[inline]
     pub(crate) fn push(&mut self, i: usize, value: Option<&str>) {

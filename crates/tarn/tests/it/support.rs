@@ -15,6 +15,7 @@ use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tarn::{DataLake, TarnConfig, Zone};
+use tarn_ingest::load_table;
 use url::Url;
 
 /// A lake on one backend, plus a place to put input files on the same backend.
@@ -69,7 +70,7 @@ impl TestLake {
     }
 
     async fn read_url(&self, url: &Url) -> Vec<RecordBatch> {
-        let Some(table) = tarn_ingest_load(url, &self.options).await else {
+        let Some(table) = load_table(url, &self.options).await.unwrap() else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -96,27 +97,12 @@ impl TestLake {
             .zone_roots()
             .unwrap()
             .table_url(zone, dataset);
-        tarn_ingest_load(&url, &self.options)
+        load_table(&url, &self.options)
             .await
+            .unwrap()
             .and_then(|t| t.version())
             .map(|v| v as i64)
     }
-}
-
-async fn tarn_ingest_load(
-    url: &Url,
-    options: &HashMap<String, String>,
-) -> Option<deltalake::DeltaTable> {
-    let mut t = deltalake::DeltaTableBuilder::from_url(url.clone())
-        .unwrap()
-        .with_storage_options(options.clone())
-        .build()
-        .unwrap();
-    if !t.verify_deltatable_existence().await.unwrap() {
-        return None;
-    }
-    t.load().await.unwrap();
-    Some(t)
 }
 
 fn to_url(location: &str) -> Url {
