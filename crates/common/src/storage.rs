@@ -100,11 +100,6 @@ impl ZoneRoots {
     pub fn quarantine_url(&self, dataset: &str) -> Url {
         join_url(&join_url(&self.raw, "_quarantine"), dataset)
     }
-
-    /// An object store rooted at the bucket/filesystem of `url`, and the path of `url` in it.
-    pub fn store_for(&self, url: &Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
-        object_store_for(url, &self.options)
-    }
 }
 
 /// An object store for `url` (chosen by its scheme) and the object path of `url` in it.

@@ -174,18 +174,6 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
         skipped,
         ..Default::default()
     };
-    let (schema, schema_version) = match dataset_schema(ctx, spec, &planned).await? {
-        Some(s) => s,
-        None => {
-            return Ok(IngestionResult {
-                status: IngestionStatus::Skipped,
-                location: raw_url.to_string(),
-                metadata: meta,
-                errors: Vec::new(),
-            });
-        }
-    };
-    meta.schema_version = schema_version;
     if planned.is_empty() {
         return Ok(IngestionResult {
             status: IngestionStatus::Skipped,
@@ -194,6 +182,8 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
             errors: Vec::new(),
         });
     }
+    let (schema, schema_version) = dataset_schema(ctx, spec, &planned[0]).await?;
+    meta.schema_version = schema_version;
 
     let partition_cols: Vec<String> = spec
         .partition_key
@@ -505,13 +495,12 @@ fn read_parquet(
 }
 
 /// The schema to validate against and its pinned version: the given `.avsc`
-/// (pinned if new), else the pinned schema, else one inferred from the first
-/// file. `None` when there is nothing to ingest and no schema yet.
+/// (pinned if new), else the pinned schema, else one inferred from `first`.
 async fn dataset_schema(
     ctx: &IngestContext,
     spec: &DataSpec,
-    planned: &[Planned],
-) -> Result<Option<(DatasetSchema, i64)>> {
+    first: &Planned,
+) -> Result<(DatasetSchema, i64)> {
     let store = &ctx.metadata;
     if let Some(location) = &spec.schema {
         let text = read_text(location, &ctx.roots.options).await?;
@@ -520,19 +509,16 @@ async fn dataset_schema(
             other => other.into(),
         })?;
         let v = store.pin_schema(&spec.dataset, &schema.to_avsc()).await?;
-        return Ok(Some((schema, v.version)));
+        return Ok((schema, v.version));
     }
     if let Some(v) = store.latest_schema(&spec.dataset).await? {
         let schema = DatasetSchema::from_avsc(&v.schema_avsc)?;
-        return Ok(Some((schema, v.version)));
+        return Ok((schema, v.version));
     }
-    let Some(first) = planned.first() else {
-        return Ok(None);
-    };
     let chunk = peek_first_chunk(ctx, first, &spec.csv).await?;
     let schema = DataValidator::infer_schema(&spec.dataset, &chunk)?;
     let v = store.pin_schema(&spec.dataset, &schema.to_avsc()).await?;
-    Ok(Some((schema, v.version)))
+    Ok((schema, v.version))
 }
 
 /// Reads just the first chunk of a file, to infer a schema from it.

@@ -55,13 +55,6 @@ pub struct Chunk {
     pub rejects: Vec<Reject>,
 }
 
-impl Chunk {
-    /// Records read: parsed plus rejected while parsing.
-    pub fn rows_read(&self) -> usize {
-        self.batch.num_rows() + self.rejects.len()
-    }
-}
-
 /// Receives chunks as a reader produces them.
 pub(crate) type Sink<'a> = dyn FnMut(Chunk) -> Result<()> + 'a;
 
