@@ -11,7 +11,7 @@ use deltalake::operations::create::CreateBuilder;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use parquet::basic::{Compression, Encoding};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use url::Url;
 
@@ -94,6 +94,11 @@ fn writer_properties(unique_columns: &[String]) -> WriterProperties {
         .set_column_encoding(
             ColumnPath::from(crate::columns::SOURCE),
             Encoding::DELTA_BYTE_ARRAY,
+        )
+        // Its min/max (`a.csv:10` < `a.csv:9`) would skip nothing.
+        .set_column_statistics_enabled(
+            ColumnPath::from(crate::columns::SOURCE),
+            EnabledStatistics::None,
         );
     for c in unique_columns {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
