@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 
 /// Bytes read from the source at a time.
 const READ_SIZE: usize = 4 << 20;
+/// Unparsed bytes below which the buffer is refilled.
+const REFILL_BELOW: usize = 64 << 10;
 /// A quoted field longer than this is taken to be an unbalanced quote.
 const MAX_RECORD: usize = 16 << 20;
 
@@ -71,9 +73,12 @@ fn read_sized<R: Read>(
     let mut line: u64 = 1;
     let mut first = true;
     let mut cols: Option<TextColumns> = None;
+    let mut field_ends: Vec<usize> = Vec::new();
 
     loop {
-        if !eof && buf.len() - start < read_size.div_ceil(2) {
+        // Refill when little is left, so compacting moves few bytes; a record
+        // longer than what is left asks for more through `NeedMore`.
+        if !eof && buf.len() - start < REFILL_BELOW.min(read_size.div_ceil(2)) {
             buf.drain(..start);
             start = 0;
             let n = fill(&mut input, &mut buf, read_size).map_err(|e| Error::input(file, e))?;
@@ -113,7 +118,7 @@ fn read_sized<R: Read>(
                 && let Ok(text) = std::str::from_utf8(text)
             {
                 if !text.trim_ascii().is_empty() {
-                    split_line(cols, text, delimiter, null_marker, line);
+                    split_line(cols, &mut field_ends, text, delimiter, null_marker, line);
                 }
                 line += 1;
                 start += nl + 1;
@@ -250,26 +255,35 @@ fn read_sized<R: Read>(
 /// Adds one unquoted line as a row, or rejects it if its field count is wrong.
 fn split_line(
     cols: &mut TextColumns,
+    ends: &mut Vec<usize>,
     text: &str,
     delimiter: u8,
     null_marker: Option<&[u8]>,
     line: u64,
 ) {
     let width = cols.width();
-    let nfields = memchr::memchr_iter(delimiter, text.as_bytes()).count() + 1;
-    if nfields != width {
+    ends.clear();
+    ends.extend(memchr::memchr_iter(delimiter, text.as_bytes()));
+    ends.push(text.len());
+    if ends.len() != width {
         cols.reject(Reject {
             position: line,
             field: None,
-            reason: format!("malformed CSV: expected {width} fields, found {nfields}"),
+            reason: format!(
+                "malformed CSV: expected {width} fields, found {}",
+                ends.len()
+            ),
             payload: text.to_string(),
         });
         return;
     }
-    // The delimiter is ASCII, so every split point is a character boundary.
-    for (i, f) in text.split(char::from(delimiter)).enumerate() {
+    let mut from = 0;
+    for (i, &to) in ends.iter().enumerate() {
+        // The delimiter is ASCII, so every split point is a character boundary.
+        let f = &text[from..to];
         let null = f.is_empty() || Some(f.as_bytes()) == null_marker;
         cols.push(i, (!null).then_some(f));
+        from = to + 1;
     }
     cols.finish_row(text.as_bytes(), line);
 }
