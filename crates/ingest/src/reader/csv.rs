@@ -154,6 +154,12 @@ fn read_sized<R: Read>(
         }
         let cols = match &mut cols {
             Some(c) => c,
+            None if nfields == usize::MAX => {
+                return Err(Error::input(
+                    file,
+                    "the first record is longer than 16 MiB: is this really CSV?",
+                ));
+            }
             None => {
                 let names: Vec<String> = if opts.header {
                     (0..nfields)

@@ -26,10 +26,11 @@ pub(crate) fn read<R: Read>(
         if buf.is_empty() {
             break false;
         }
-        match buf
-            .iter()
-            .position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)
-        {
+        if buf.starts_with(b"\xEF\xBB\xBF") {
+            input.consume(3);
+            continue;
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => break buf[i] == b'[',
             None => {
                 let n = buf.len();
@@ -70,7 +71,10 @@ fn read_lines<R: BufRead>(
             progress(pending);
             pending = 0;
         }
-        let text = line.trim_ascii();
+        let mut text = line.trim_ascii();
+        if number == 1 {
+            text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+        }
         if text.is_empty() {
             continue;
         }
@@ -288,5 +292,91 @@ pub(crate) fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
         Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         Value::Number(n) => Some(Cow::Owned(n.to_string())),
         other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray};
+
+    use super::*;
+    use crate::reader::Chunk;
+
+    fn parse(
+        text: &str,
+    ) -> (
+        Vec<(u64, Vec<(String, Option<String>)>)>,
+        Vec<(u64, String)>,
+    ) {
+        let mut rows = Vec::new();
+        let mut rejects = Vec::new();
+        let mut sink = |c: Chunk| -> Result<()> {
+            for i in 0..c.batch.num_rows() {
+                let values = c
+                    .batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(c.batch.columns())
+                    .map(|(f, col)| {
+                        let s = col.as_string::<i32>();
+                        (
+                            f.name().clone(),
+                            s.is_valid(i).then(|| s.value(i).to_string()),
+                        )
+                    })
+                    .collect();
+                rows.push((c.positions[i], values));
+            }
+            rejects.extend(c.rejects.into_iter().map(|r| (r.position, r.reason)));
+            Ok(())
+        };
+        read(text.as_bytes(), 2, "t.json", &mut sink, &|_| {}).unwrap();
+        (rows, rejects)
+    }
+
+    fn kv(k: &str, v: Option<&str>) -> (String, Option<String>) {
+        (k.to_string(), v.map(str::to_string))
+    }
+
+    #[test]
+    fn ndjson_lines_become_text_columns() {
+        let text = "\u{FEFF}{\"a\":1,\"b\":\"x\\\"y\"}\n\n{\"b\":null,\"a\":2.5,\"c\":{\"n\":[1]}}\nnot json\n[1]\n";
+        let (rows, rejects) = parse(text);
+        // `c` first appears in the second record: the first gets null for it.
+        assert_eq!(
+            rows[0],
+            (
+                1,
+                vec![kv("a", Some("1")), kv("b", Some("x\"y")), kv("c", None)]
+            )
+        );
+        // Keys in another order, a null, a nested value as JSON, a new column.
+        assert_eq!(
+            rows[1],
+            (
+                3,
+                vec![
+                    kv("a", Some("2.5")),
+                    kv("b", None),
+                    kv("c", Some("{\"n\":[1]}"))
+                ]
+            )
+        );
+        assert_eq!(rejects.len(), 2);
+        assert_eq!(rejects[0].0, 4);
+        assert!(rejects[0].1.starts_with("invalid JSON"));
+        assert_eq!(rejects[1].0, 5, "an array is not an object");
+    }
+
+    #[test]
+    fn json_arrays_are_read_element_by_element() {
+        let (rows, rejects) = parse("\u{FEFF} [{\"a\":\"1\"}, 7, {\"a\":\"2\"}]");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1], (3, vec![kv("a", Some("2"))]));
+        assert_eq!(
+            rejects,
+            vec![(2, "array element is not a JSON object".to_string())]
+        );
     }
 }
