@@ -302,12 +302,9 @@ mod tests {
     use super::*;
     use crate::reader::Chunk;
 
-    fn parse(
-        text: &str,
-    ) -> (
-        Vec<(u64, Vec<(String, Option<String>)>)>,
-        Vec<(u64, String)>,
-    ) {
+    type Row = (u64, Vec<(String, Option<String>)>);
+
+    fn parse(text: &str) -> (Vec<Row>, Vec<(u64, String)>) {
         let mut rows = Vec::new();
         let mut rejects = Vec::new();
         let mut sink = |c: Chunk| -> Result<()> {
