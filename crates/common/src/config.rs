@@ -281,13 +281,13 @@ impl TarnConfig {
                 .map(|l| format!(":{}:{}", l.line(), l.column()))
                 .unwrap_or_default();
             let msg = strip_location(inner);
-            // serde_yaml_ng usually names the key itself; add it when it does not.
-            let key = if key == "." || msg.starts_with(&key) {
-                String::new()
-            } else {
-                format!(" {key}:")
+            // serde_yaml_ng often starts with (part of) the key path: say it once.
+            let msg = match msg.split_once(": ") {
+                _ if key == "." => msg.clone(),
+                Some((head, rest)) if key.starts_with(head) => format!("{key}: {rest}"),
+                _ => format!("{key}: {msg}"),
             };
-            Error::Config(format!("{shown}{at}:{key} {msg}"))
+            Error::Config(format!("{shown}{at}: {msg}"))
         })?;
         config.base_dir = base_dir.to_path_buf();
         config.path = Some(file.to_path_buf());
@@ -590,8 +590,10 @@ mod tests {
         let text = format!("{MINIMAL}processing:\n  batch_size: 10\n  bach_size: 3\n");
         let msg = parse(&text).unwrap_err().to_string();
         assert!(msg.starts_with("tarn.yaml:10:"), "{msg}");
-        assert!(msg.contains("processing"), "{msg}");
-        assert!(msg.contains("unknown field `bach_size`"), "{msg}");
+        assert!(
+            msg.contains(": processing.bach_size: unknown field `bach_size`"),
+            "{msg}"
+        );
     }
 
     #[test]
