@@ -8,6 +8,7 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
+use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use parquet::basic::{Compression, Encoding};
@@ -59,6 +60,8 @@ pub(crate) async fn open_or_create(
                 .with_table_name(name)
                 .with_columns(kernel.fields().cloned())
                 .with_partition_columns(partition_columns.iter().cloned())
+                // Another ingest may create it first: then use theirs.
+                .with_save_mode(SaveMode::Ignore)
                 .await
                 .map_err(|e| Error::delta(url, e))
         }
