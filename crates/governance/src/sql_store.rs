@@ -175,41 +175,44 @@ impl MetadataStore for SqlMetadataStore {
 
     async fn pin_schema(&self, dataset: &str, schema_avsc: &str) -> Result<SchemaVersion> {
         let fp = fingerprint(schema_avsc);
-        if let Some(latest) = self.latest_schema(dataset).await?
-            && latest.fingerprint == fp
-            && latest.schema_avsc == schema_avsc
-        {
-            return Ok(latest);
+        // Two writers may pin at once: the loser of the insert race reads again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let latest = self.latest_schema(dataset).await?;
+            if let Some(latest) = &latest
+                && latest.fingerprint == fp
+                && latest.schema_avsc == schema_avsc
+            {
+                return Ok(latest.clone());
+            }
+            let v = SchemaVersion {
+                dataset: dataset.to_string(),
+                version: latest.map_or(1, |l| l.version + 1),
+                schema_avsc: schema_avsc.to_string(),
+                fingerprint: fp.clone(),
+                created_at: Utc::now(),
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO schema_versions (dataset, version, schema_avsc, fingerprint, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&v.dataset)
+            .bind(v.version)
+            .bind(&v.schema_avsc)
+            .bind(&v.fingerprint)
+            .bind(ts(&v.created_at))
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Ok(_) => return Ok(v),
+                Err(e)
+                    if attempts < 5
+                        && e.as_database_error()
+                            .is_some_and(|d| d.is_unique_violation()) => {}
+                Err(e) => return Err(e).context("pin schema"),
+            }
         }
-        let next: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(version), 0) + 1 AS next FROM schema_versions WHERE dataset = $1",
-        )
-        .bind(dataset)
-        .fetch_one(&self.pool)
-        .await
-        .context("number schema version")?
-        .try_get("next")
-        .context("number schema version")?;
-        let v = SchemaVersion {
-            dataset: dataset.to_string(),
-            version: next,
-            schema_avsc: schema_avsc.to_string(),
-            fingerprint: fp,
-            created_at: Utc::now(),
-        };
-        sqlx::query(
-            "INSERT INTO schema_versions (dataset, version, schema_avsc, fingerprint, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&v.dataset)
-        .bind(v.version)
-        .bind(&v.schema_avsc)
-        .bind(&v.fingerprint)
-        .bind(ts(&v.created_at))
-        .execute(&self.pool)
-        .await
-        .context("pin schema")?;
-        Ok(v)
     }
 
     async fn latest_schema(&self, dataset: &str) -> Result<Option<SchemaVersion>> {

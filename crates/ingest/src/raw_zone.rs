@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use arrow::datatypes::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitConflictError, CommitProperties, TransactionError};
 use deltalake::kernel::{StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::SaveMode;
@@ -54,18 +54,35 @@ pub(crate) async fn open_or_create(
                 .as_ref()
                 .try_into_kernel()
                 .map_err(|e| Error::Internal(format!("delta schema: {e}")))?;
-            CreateBuilder::new()
+            let created = CreateBuilder::new()
                 .with_location(url.as_str())
                 .with_storage_options(options.clone())
                 .with_table_name(name)
                 .with_columns(kernel.fields().cloned())
                 .with_partition_columns(partition_columns.iter().cloned())
-                // Another ingest may create it first: then use theirs.
                 .with_save_mode(SaveMode::Ignore)
-                .await
-                .map_err(|e| Error::delta(url, e))
+                .await;
+            match created {
+                Ok(t) => Ok(t),
+                // Another ingest created it first (a commit conflict on version 0):
+                // use theirs.
+                Err(e) => match load_table(url, options).await? {
+                    Some(t) => Ok(t),
+                    None => Err(Error::delta(url, e)),
+                },
+            }
         }
     }
+}
+
+/// The schema of the table's current version.
+fn table_schema(table: &DeltaTable, url: &Url) -> Result<StructType> {
+    table
+        .snapshot()
+        .map_err(|e| Error::delta(url, e))?
+        .metadata()
+        .parse_schema()
+        .map_err(|e| Error::Internal(format!("delta schema of {url}: {e}")))
 }
 
 /// Identifies a source file in `txn` actions.
@@ -150,21 +167,47 @@ impl TableWriter {
             .map_err(|e| Error::delta(self.table.table_url(), e))
     }
 
-    /// Commits everything written, with one `txn` per source and `info` as commit metadata.
+    /// Commits everything written, with one `txn` per source and `info` as commit
+    /// metadata. If a concurrent commit changed the table's metadata (two first
+    /// ingests racing to create the table), the staged files are committed again
+    /// on the new version, once it is clear that the schema is the same and that
+    /// none of the sources landed meanwhile.
     pub(crate) async fn commit(
         mut self,
         txns: Vec<Transaction>,
         info: serde_json::Map<String, serde_json::Value>,
     ) -> Result<i64> {
+        let url = self.table.table_url().clone();
         let props = CommitProperties::default()
-            .with_application_transactions(txns)
+            .with_application_transactions(txns.clone())
             .with_metadata(info);
         let mut writer = self.writer.with_commit_properties(props);
-        let version = writer
-            .flush_and_commit(&mut self.table)
-            .await
-            .map_err(|e| Error::delta(self.table.table_url(), e))?;
-        Ok(version as i64)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let schema_before = table_schema(&self.table, &url)?;
+            match writer.flush_and_commit(&mut self.table).await {
+                Ok(version) => return Ok(version as i64),
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(CommitConflictError::MetadataChanged),
+                }) if attempts < 3 => {
+                    self.table.load().await.map_err(|e| Error::delta(&url, e))?;
+                    if table_schema(&self.table, &url)? != schema_before {
+                        return Err(Error::Invalid(format!(
+                            "the schema of {url} changed while this ingest ran; run it again"
+                        )));
+                    }
+                    for t in &txns {
+                        if committed_version(&self.table, &t.app_id).await? >= Some(t.version) {
+                            return Err(Error::Invalid(format!(
+                                "a concurrent ingest committed the same input to {url}"
+                            )));
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::delta(&url, e)),
+            }
+        }
     }
 
     /// Discards everything written (uploads in flight are aborted; finished

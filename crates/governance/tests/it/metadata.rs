@@ -141,6 +141,14 @@ async fn schema_versions_are_pinned_once_and_numbered() {
         // Versions are per dataset.
         assert_eq!(store.pin_schema("other", "{}").await.unwrap().version, 1);
 
+        // Concurrent pins of one schema agree on one version.
+        let (a, b) = tokio::join!(
+            store.pin_schema("race", "{\"r\":1}"),
+            store.pin_schema("race", "{\"r\":1}")
+        );
+        assert_eq!((a.unwrap().version, b.unwrap().version), (1, 1));
+        assert_eq!(store.schema_versions("race").await.unwrap().len(), 1);
+
         let latest = store.latest_schema("ev").await.unwrap().unwrap();
         assert_eq!(latest.schema_avsc, "{\"a\":2}");
         let all = store.schema_versions("ev").await.unwrap();

@@ -519,3 +519,22 @@ async fn directories_and_globs_select_files_and_bad_requests_are_clear() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_ingests_into_one_new_dataset_both_land() {
+    each_backend(|t| async move {
+        let avsc = t.put("e.avsc", SAMPLE_AVSC).await;
+        let a = t.put("a.csv", SAMPLE_CSV).await;
+        let b = t.put("b.csv", SAMPLE_CSV).await;
+        let spec = |p: String| DataSpec::new("together", p).with_schema(avsc.clone());
+        let (ra, rb) = tokio::join!(
+            t.lake.ingest_data("file", spec(a)),
+            t.lake.ingest_data("file", spec(b))
+        );
+        assert_eq!(ra.unwrap().metadata.rows_written, 13, "{}", t.backend);
+        assert_eq!(rb.unwrap().metadata.rows_written, 13);
+        assert_eq!(rows(&t.read(Zone::Raw, "together").await), 26);
+        assert_eq!(rows(&t.read_quarantine("together").await), 10);
+    })
+    .await;
+}
