@@ -42,6 +42,10 @@ impl TestLake {
         location
     }
 
+    fn roots(&self) -> tarn_common::ZoneRoots {
+        self.lake.config().zone_roots().unwrap()
+    }
+
     /// A location under the input root that holds nothing.
     pub fn missing(&self, name: &str) -> String {
         format!("{}/{name}", self.input_root)
@@ -49,23 +53,13 @@ impl TestLake {
 
     /// Every row of the dataset's table in `zone`, read from its data files.
     pub async fn read(&self, zone: Zone, dataset: &str) -> Vec<RecordBatch> {
-        let url = self
-            .lake
-            .config()
-            .zone_roots()
-            .unwrap()
-            .table_url(zone, dataset);
+        let url = self.roots().table_url(zone, dataset);
         self.read_url(&url).await
     }
 
     /// Every row of the dataset's quarantine table.
     pub async fn read_quarantine(&self, dataset: &str) -> Vec<RecordBatch> {
-        let url = self
-            .lake
-            .config()
-            .zone_roots()
-            .unwrap()
-            .quarantine_url(dataset);
+        let url = self.roots().quarantine_url(dataset);
         self.read_url(&url).await
     }
 
@@ -91,12 +85,7 @@ impl TestLake {
 
     /// The latest version of the dataset's table in `zone`, if it exists.
     pub async fn version(&self, zone: Zone, dataset: &str) -> Option<i64> {
-        let url = self
-            .lake
-            .config()
-            .zone_roots()
-            .unwrap()
-            .table_url(zone, dataset);
+        let url = self.roots().table_url(zone, dataset);
         load_table(&url, &self.options)
             .await
             .unwrap()
