@@ -141,7 +141,7 @@ impl DataValidator {
         for f in &self.schema.fields {
             let col = match batch.column_by_name(&f.name) {
                 Some(c) => c.clone(),
-                None => missing_column(f, n)?,
+                None => missing_column(f, n),
             };
             let converted = convert(&col, &f.field_type, &f.name, &mut errors)?;
             if !f.nullable && converted.null_count() > 0 {
@@ -276,16 +276,16 @@ impl DataValidator {
 }
 
 /// A column absent from the input: its default, or nulls.
-fn missing_column(f: &FieldSpec, n: usize) -> Result<ArrayRef> {
+fn missing_column(f: &FieldSpec, n: usize) -> ArrayRef {
     let default = f.default.as_ref().and_then(|d| match d {
         serde_json::Value::Null => None,
         serde_json::Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     });
-    Ok(match default {
+    match default {
         Some(d) => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(d, n))),
         None => arrow::array::new_null_array(&DataType::Utf8, n),
-    })
+    }
 }
 
 const SAFE: CastOptions<'static> = CastOptions {
