@@ -53,6 +53,95 @@ pub enum Command {
     /// Browse the catalog: datasets, schemas, runs and row counts.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Query the lake with SQL or a structured query.
+    ///
+    /// Every zone is a schema (raw, cleansed, curated, consumption) and every
+    /// dataset a table in it; `system` holds runs, statistics and the cache.
+    /// Unqualified names resolve in raw. Time travel: `raw."events@v3"` reads
+    /// version 3, `raw."events@2024-02-10T12:00:00Z"` the version current then.
+    #[command(after_help = QUERY_EXAMPLES)]
+    Query(QueryArgs),
+    /// Compute table and column statistics (row count, nulls, min/max,
+    /// distinct estimate) and store them in the catalog.
+    Analyze(AnalyzeArgs),
+}
+
+const QUERY_EXAMPLES: &str = "Examples:
+  tarn query \"SELECT event_type, count(*) FROM raw.user_events GROUP BY 1\"
+  tarn query --select user_id,event_type,timestamp --from raw/user_events \\
+      --where event_type=purchase --where 'amount>10' --partition-date 2024-02-10
+  tarn query --from raw/user_events --where 'country in DE,FR' --order-by 'timestamp desc' --limit 10
+  tarn query \"SELECT * FROM raw.user_events\" --format parquet --output events.parquet
+  tarn query --explain \"SELECT count(*) FROM raw.user_events WHERE _partition_date = '2024-02-10'\"
+  tarn query \"SELECT * FROM system.runs\" --format json
+
+--where takes COLUMN=VALUE (also !=, >, >=, <, <=), 'COLUMN in A,B', 'COLUMN not in A,B',
+'COLUMN between A and B', 'COLUMN is null', 'COLUMN is not null', 'COLUMN like PATTERN'.
+Conditions given more than once must all hold.";
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// An SQL statement (or use the structured flags with --from).
+    pub sql: Option<String>,
+    /// Structured query: the table, as ZONE/DATASET (e.g. raw/user_events).
+    #[arg(long, value_name = "ZONE/DATASET")]
+    pub from: Option<String>,
+    /// Structured query: columns to return [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS", requires = "from")]
+    pub select: Vec<String>,
+    /// Structured query: a condition rows must meet; repeatable.
+    #[arg(long = "where", value_name = "CONDITION", requires = "from")]
+    pub filters: Vec<String>,
+    /// Structured query: one day (YYYY-MM-DD) or a range (FROM..TO, inclusive)
+    /// of the table's partition date.
+    #[arg(long, value_name = "DATE[..DATE]", requires = "from")]
+    pub partition_date: Option<String>,
+    /// Structured query: ordering, as COLUMN or 'COLUMN desc'; comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS", requires = "from")]
+    pub order_by: Vec<String>,
+    /// Structured query: at most this many rows.
+    #[arg(long, requires = "from")]
+    pub limit: Option<usize>,
+    /// Output format [default: table on a terminal, else csv; with --output,
+    /// from the file's extension]
+    #[arg(long, value_enum)]
+    pub format: Option<OutputArg>,
+    /// Write the result to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show the optimized plan, what each table scan reads before and after
+    /// pruning, and the estimated cost, instead of running the query.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: print it as JSON.
+    #[arg(long, requires = "explain")]
+    pub json: bool,
+    /// Print row count, time and cache counters to stderr.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputArg {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// JSON lines: one object per row.
+    Json,
+    /// A Parquet file.
+    Parquet,
+    /// Arrow IPC (stream format).
+    Arrow,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The table, as ZONE/DATASET (e.g. raw/user_events).
+    pub table: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const INGEST_EXAMPLES: &str = "Examples:
@@ -65,7 +154,8 @@ const EXAMPLES: &str = "Quick start:
   tarn demo                      a lake in ./tarn-demo with a sample ingest
   tarn init mylake               a new lake (tarn.yaml, zones, catalog)
   tarn -c mylake/tarn.yaml ingest file -d events -p 'incoming/*.csv' -s events.avsc
-  tarn -c mylake/tarn.yaml catalog show events";
+  tarn -c mylake/tarn.yaml catalog show events
+  tarn -c mylake/tarn.yaml query \"SELECT count(*) FROM raw.events\"";
 
 #[derive(Debug, Subcommand)]
 pub enum IngestCommand {

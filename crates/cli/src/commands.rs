@@ -115,6 +115,14 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
                 Err(e) => Err(e),
             }
         }
+        Command::Query(args) => {
+            crate::query_cmd::query(cli.config.as_deref(), args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Analyze(args) => {
+            out!(o, "{}", crate::query_cmd::analyze(cli.config.as_deref(), args).await?.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Catalog(cmd) => {
             let lake = DataLake::open(TarnConfig::discover(cli.config.as_deref())?).await?;
             match cmd {

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod progress;
+mod query_cmd;
 
 use std::process::ExitCode;
 

@@ -30,6 +30,9 @@ pub struct TarnConfig {
     /// Batch size and parallelism.
     #[serde(default)]
     pub processing: ProcessingConfig,
+    /// Query engine: result cache bounds.
+    #[serde(default)]
+    pub query: QueryConfig,
     /// Named connections (file locations today; brokers, APIs and databases later).
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
@@ -97,6 +100,36 @@ impl Default for ProcessingConfig {
         Self {
             batch_size: default_batch_size(),
             processing_threads: default_threads(),
+        }
+    }
+}
+
+/// `query:` the query engine's result cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Bytes of query results the in-process cache may hold (LRU); 0 turns
+    /// the cache off.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_max_bytes: usize,
+    /// The largest single result that is cached.
+    #[serde(default = "default_cache_entry_bytes")]
+    pub cache_max_entry_bytes: usize,
+}
+
+fn default_cache_bytes() -> usize {
+    256 << 20
+}
+
+fn default_cache_entry_bytes() -> usize {
+    32 << 20
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            cache_max_bytes: default_cache_bytes(),
+            cache_max_entry_bytes: default_cache_entry_bytes(),
         }
     }
 }
@@ -296,8 +329,9 @@ impl TarnConfig {
         Ok(config)
     }
 
-    /// `TARN_PROCESSING_BATCH_SIZE` and `TARN_PROCESSING_PROCESSING_THREADS`
-    /// override `processing.*`, following the dotted-key convention.
+    /// `TARN_PROCESSING_BATCH_SIZE`, `TARN_PROCESSING_PROCESSING_THREADS` and
+    /// `TARN_QUERY_CACHE_MAX_(ENTRY_)BYTES` override `processing.*` and
+    /// `query.*`, following the dotted-key convention.
     fn apply_env_overrides(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
         for (var, slot) in [
             (
@@ -307,6 +341,11 @@ impl TarnConfig {
             (
                 "TARN_PROCESSING_PROCESSING_THREADS",
                 &mut self.processing.processing_threads,
+            ),
+            ("TARN_QUERY_CACHE_MAX_BYTES", &mut self.query.cache_max_bytes),
+            (
+                "TARN_QUERY_CACHE_MAX_ENTRY_BYTES",
+                &mut self.query.cache_max_entry_bytes,
             ),
         ] {
             if let Some(v) = env(var) {
@@ -517,6 +556,13 @@ processing:
   # Threads for CPU-bound work (env: TARN_PROCESSING_PROCESSING_THREADS).
   processing_threads: 2
 
+query:
+  # Bytes of query results cached in process (LRU); 0 turns the cache off
+  # (env: TARN_QUERY_CACHE_MAX_BYTES).
+  cache_max_bytes: 268435456
+  # The largest single result that is cached (env: TARN_QUERY_CACHE_MAX_ENTRY_BYTES).
+  cache_max_entry_bytes: 33554432
+
 # Named connections that datasets refer to by name.
 sources: {}
 #  landing:
@@ -633,8 +679,17 @@ mod tests {
 
     #[test]
     fn env_override_of_processing_keys() {
-        let c = parse_env(MINIMAL, &[("TARN_PROCESSING_PROCESSING_THREADS", "3")]).unwrap();
+        let c = parse_env(
+            MINIMAL,
+            &[
+                ("TARN_PROCESSING_PROCESSING_THREADS", "3"),
+                ("TARN_QUERY_CACHE_MAX_BYTES", "1024"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.processing.processing_threads, 3);
+        assert_eq!(c.query.cache_max_bytes, 1024);
+        assert_eq!(c.query.cache_max_entry_bytes, 32 << 20);
         let msg = parse_env(MINIMAL, &[("TARN_PROCESSING_BATCH_SIZE", "many")])
             .unwrap_err()
             .to_string();

@@ -1,5 +1,6 @@
 //! tarn's governance engine. Today it holds the [`MetadataStore`]: the catalog of
-//! datasets, their pinned schema versions and their ingestion runs, on SQLite
+//! datasets, their pinned schema versions, their ingestion runs and their table
+//! statistics, on SQLite
 //! (embedded, the default) or PostgreSQL, chosen by URL scheme.
 //!
 //! Depends on `tarn-common` only; ingest, zones and query depend on it.
@@ -9,7 +10,9 @@ mod model;
 mod sql_store;
 
 pub use error::{Error, Result};
-pub use model::{DatasetRecord, IngestionRun, RunStatus, SchemaVersion};
+pub use model::{
+    ColumnStatistics, DatasetRecord, IngestionRun, RunStatus, SchemaVersion, TableStatistics,
+};
 pub use sql_store::SqlMetadataStore;
 
 use std::sync::Arc;
@@ -45,6 +48,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn finish_run(&self, run: &IngestionRun) -> Result<()>;
     /// The newest runs of a dataset, newest first.
     async fn runs(&self, dataset: &str, limit: usize) -> Result<Vec<IngestionRun>>;
+    /// The newest runs of every dataset, newest first.
+    async fn recent_runs(&self, limit: usize) -> Result<Vec<IngestionRun>>;
+
+    /// Stores the statistics of a table, replacing older ones.
+    async fn put_table_statistics(&self, stats: &TableStatistics) -> Result<()>;
+    /// The stored statistics of the table `dataset` in `zone`.
+    async fn table_statistics(&self, zone: Zone, dataset: &str)
+    -> Result<Option<TableStatistics>>;
+    /// The stored statistics of every table.
+    async fn all_table_statistics(&self) -> Result<Vec<TableStatistics>>;
 }
 
 /// Opens the metadata store named by `url` and brings its schema up to date:

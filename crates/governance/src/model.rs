@@ -116,3 +116,43 @@ pub struct IngestionRun {
     /// Why the run failed.
     pub error: Option<String>,
 }
+
+/// Statistics of one table at one Delta version, kept by the query engine's
+/// StatisticsManager (from the Delta log on every write, and by `tarn analyze`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableStatistics {
+    /// The zone of the table.
+    pub zone: Zone,
+    /// Dataset (table) name.
+    pub dataset: String,
+    /// The Delta version the numbers describe.
+    pub delta_version: i64,
+    /// When they were computed.
+    pub computed_at: DateTime<Utc>,
+    /// Rows in the table.
+    pub row_count: u64,
+    /// Data files in the table.
+    pub file_count: u64,
+    /// Bytes of data files.
+    pub size_bytes: u64,
+    /// Per-column statistics, in table column order.
+    pub columns: Vec<ColumnStatistics>,
+}
+
+/// Statistics of one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnStatistics {
+    /// Column name.
+    pub name: String,
+    /// Nulls, when every file recorded them.
+    pub null_count: Option<u64>,
+    /// Smallest value, as text, when every file recorded it.
+    pub min: Option<String>,
+    /// Largest value, as text, when every file recorded it.
+    pub max: Option<String>,
+    /// Estimated number of distinct values (HyperLogLog), from the last
+    /// `analyze`.
+    pub distinct_count: Option<u64>,
+    /// The Delta version `distinct_count` was computed at.
+    pub distinct_version: Option<i64>,
+}

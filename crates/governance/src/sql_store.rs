@@ -9,7 +9,7 @@ use tarn_common::Zone;
 
 use crate::MetadataStore;
 use crate::error::{Context, Error, Result};
-use crate::model::{DatasetRecord, IngestionRun, RunStatus, SchemaVersion};
+use crate::model::{DatasetRecord, IngestionRun, RunStatus, SchemaVersion, TableStatistics};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -288,4 +288,65 @@ impl MetadataStore for SqlMetadataStore {
         .map(run_from_row)
         .collect()
     }
+
+    async fn recent_runs(&self, limit: usize) -> Result<Vec<IngestionRun>> {
+        sqlx::query("SELECT * FROM ingestion_runs ORDER BY started_at DESC, id DESC LIMIT $1")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .context("list runs")?
+            .iter()
+            .map(run_from_row)
+            .collect()
+    }
+
+    async fn put_table_statistics(&self, stats: &TableStatistics) -> Result<()> {
+        let json = serde_json::to_string(stats)
+            .map_err(|e| Error::Corrupt(format!("table statistics: {e}")))?;
+        sqlx::query(
+            "INSERT INTO table_statistics (zone, dataset, delta_version, computed_at, stats) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (zone, dataset) DO UPDATE SET delta_version = excluded.delta_version, \
+             computed_at = excluded.computed_at, stats = excluded.stats",
+        )
+        .bind(stats.zone.as_str())
+        .bind(&stats.dataset)
+        .bind(stats.delta_version)
+        .bind(ts(&stats.computed_at))
+        .bind(json)
+        .execute(&self.pool)
+        .await
+        .context("store table statistics")?;
+        Ok(())
+    }
+
+    async fn table_statistics(
+        &self,
+        zone: Zone,
+        dataset: &str,
+    ) -> Result<Option<TableStatistics>> {
+        sqlx::query("SELECT stats FROM table_statistics WHERE zone = $1 AND dataset = $2")
+            .bind(zone.as_str())
+            .bind(dataset)
+            .fetch_optional(&self.pool)
+            .await
+            .context("read table statistics")?
+            .map(|r| stats_from_row(&r))
+            .transpose()
+    }
+
+    async fn all_table_statistics(&self) -> Result<Vec<TableStatistics>> {
+        sqlx::query("SELECT stats FROM table_statistics ORDER BY zone, dataset")
+            .fetch_all(&self.pool)
+            .await
+            .context("list table statistics")?
+            .iter()
+            .map(stats_from_row)
+            .collect()
+    }
+}
+
+fn stats_from_row(r: &AnyRow) -> Result<TableStatistics> {
+    let json: String = r.try_get("stats").context("read table statistics")?;
+    serde_json::from_str(&json).map_err(|e| Error::Corrupt(format!("table statistics: {e}")))
 }

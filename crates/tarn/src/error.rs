@@ -9,6 +9,9 @@ pub enum Error {
     /// An ingestion run failed; nothing was committed.
     #[error(transparent)]
     Ingest(#[from] tarn_ingest::Error),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] tarn_query::Error),
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] tarn_governance::Error),

@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tarn_common::TarnConfig;
+use tarn_common::{TarnConfig, Zone};
 use tarn_common::config::{DEFAULT_COMPLIANCE_YAML, DEFAULT_CONFIG_FILE, DEFAULT_TARN_YAML};
 use tarn_common::storage::local_path;
 use tarn_governance::MetadataStore;
-use tarn_ingest::{DataSpec, IngestContext, IngestionResult, Progress};
+use tarn_ingest::{DataSpec, IngestContext, IngestionResult, IngestionStatus, Progress};
+use tarn_query::{Query, QueryEngine, QueryStream, StatisticsManager};
 
 use crate::error::{Error, Result};
 
@@ -16,6 +17,7 @@ use crate::error::{Error, Result};
 pub struct DataLake {
     config: TarnConfig,
     metadata: Arc<dyn MetadataStore>,
+    query: QueryEngine,
 }
 
 impl std::fmt::Debug for DataLake {
@@ -49,7 +51,12 @@ impl DataLake {
             })?;
         }
         let metadata = tarn_governance::connect(&url).await?;
-        Ok(Self { config, metadata })
+        let query = QueryEngine::new(&config, metadata.clone())?;
+        Ok(Self {
+            config,
+            metadata,
+            query,
+        })
     }
 
     /// Writes a commented `tarn.yaml` and `compliance.yaml` with local defaults
@@ -83,6 +90,26 @@ impl DataLake {
     /// The catalog.
     pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
         &self.metadata
+    }
+
+    /// The query engine (its cache lives as long as the lake handle).
+    pub fn query_engine(&self) -> &QueryEngine {
+        &self.query
+    }
+
+    /// Runs a structured query (the seed's `lake.query_data(query)`).
+    pub async fn query_data(&self, query: &Query) -> Result<QueryStream> {
+        Ok(self.query.query(query).await?)
+    }
+
+    /// Runs one SQL statement over the zones (`SELECT … FROM curated.user_events`).
+    pub async fn sql(&self, sql: &str) -> Result<QueryStream> {
+        Ok(self.query.sql(sql).await?)
+    }
+
+    /// Table and column statistics, kept in the catalog.
+    pub fn statistics(&self) -> StatisticsManager {
+        StatisticsManager::new(self.query.clone())
     }
 
     /// A DataSpec for `dataset` from its entry in `tarn.yaml` (schema,
@@ -143,6 +170,14 @@ impl DataLake {
             tags: ds.map(|d| d.tags.clone()).unwrap_or_default(),
             progress,
         };
-        Ok(tarn_ingest::ingest_files(&ctx, &spec).await?)
+        let result = tarn_ingest::ingest_files(&ctx, &spec).await?;
+        if result.status != IngestionStatus::Skipped {
+            // Statistics follow every write; a failure here leaves the data
+            // committed and only the statistics stale, so it is not an error.
+            if let Err(e) = self.statistics().refresh(Zone::Raw, &spec.dataset).await {
+                tracing::warn!(dataset = %spec.dataset, "statistics not refreshed: {e}");
+            }
+        }
+        Ok(result)
     }
 }

@@ -6,8 +6,9 @@
 //! ```text
 //! tarn-common      config (tarn.yaml), dataset schemas, zone locations
 //!   └─ tarn-governance   MetadataStore: catalog, schema versions, runs (SQLite/PostgreSQL)
-//!        └─ tarn-ingest  DataIngestionPipeline: connectors → DataValidator → raw zone + quarantine
-//!             └─ tarn    DataLake: open, ingest_data, catalog (this crate)
+//!        ├─ tarn-ingest  DataIngestionPipeline: connectors → DataValidator → raw zone + quarantine
+//!        └─ tarn-query   QueryEngine: DataFusion over the zones, structured queries, cache, cost
+//!             └─ tarn    DataLake: open, ingest_data, query_data, catalog (this crate)
 //!                  └─ tarn-cli   the `tarn` binary
 //! ```
 //!
@@ -25,6 +26,12 @@
 //!     .with_partition_key("timestamp");
 //! let result = lake.ingest_data("file", spec).await?;
 //! println!("{} rows landed at {}", result.metadata.rows_written, result.location);
+//!
+//! use tarn::{Predicate, Query};
+//! let query = Query::from("raw/user_events")
+//!     .select(["user_id", "event_type"])
+//!     .filter("event_type", Predicate::Eq("purchase".into()));
+//! let batches = lake.query_data(&query).await?.collect().await?;
 //! # Ok(()) }
 //! ```
 
@@ -42,3 +49,9 @@ pub use tarn_governance::{IngestionRun, RunStatus, SchemaVersion};
 pub use tarn_ingest::{
     DataSpec, Format, IngestionMetadata, IngestionResult, IngestionStatus, Progress,
 };
+pub use tarn_query::{
+    CacheStats, CacheStatus, Condition, Explanation, OutputFormat, PartitionDate, Predicate,
+    Principal, Query, QueryEngine, QueryStream,
+};
+/// Query engine internals: catalog, cache, cost, statistics, output.
+pub use tarn_query as query;

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use sqlx::Connection;
 use tarn_common::Zone;
-use tarn_governance::{DatasetRecord, IngestionRun, MetadataStore, RunStatus, connect};
+use tarn_governance::{
+    ColumnStatistics, DatasetRecord, IngestionRun, MetadataStore, RunStatus, TableStatistics,
+    connect,
+};
 
 fn postgres_url() -> String {
     std::env::var("TARN_TEST_POSTGRES_URL")
@@ -203,6 +206,58 @@ async fn runs_record_start_outcome_and_counts() {
         assert!(r1.ended_at.is_some());
         assert_eq!(listed[0].error.as_deref(), Some("file a.csv is not CSV"));
         assert_eq!(store.runs("ev", 1).await.unwrap().len(), 1);
+        let recent = store.recent_runs(10).await.unwrap();
+        assert_eq!(
+            recent.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["r3", "r2", "r1"],
+            "every dataset, newest first"
+        );
+    })
+    .await;
+}
+
+fn stats(zone: Zone, dataset: &str, version: i64, rows: u64) -> TableStatistics {
+    TableStatistics {
+        zone,
+        dataset: dataset.into(),
+        delta_version: version,
+        computed_at: Utc::now(),
+        row_count: rows,
+        file_count: 2,
+        size_bytes: 4096,
+        columns: vec![ColumnStatistics {
+            name: "amount".into(),
+            null_count: Some(1),
+            min: Some("0.5".into()),
+            max: Some("99".into()),
+            distinct_count: Some(42),
+            distinct_version: Some(version),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn table_statistics_are_replaced_per_table() {
+    each_backend(|store| async move {
+        assert_eq!(store.table_statistics(Zone::Raw, "ev").await.unwrap(), None);
+        store
+            .put_table_statistics(&stats(Zone::Raw, "ev", 1, 10))
+            .await
+            .unwrap();
+        let newer = stats(Zone::Raw, "ev", 2, 25);
+        store.put_table_statistics(&newer).await.unwrap();
+        store
+            .put_table_statistics(&stats(Zone::Curated, "ev", 7, 3))
+            .await
+            .unwrap();
+        let got = store.table_statistics(Zone::Raw, "ev").await.unwrap();
+        assert_eq!(got.as_ref().map(|s| (s.delta_version, s.row_count)), Some((2, 25)));
+        assert_eq!(got.unwrap().columns, newer.columns);
+        let all = store.all_table_statistics().await.unwrap();
+        assert_eq!(
+            all.iter().map(|s| (s.zone, s.delta_version)).collect::<Vec<_>>(),
+            [(Zone::Curated, 7), (Zone::Raw, 2)]
+        );
     })
     .await;
 }

@@ -3,4 +3,5 @@
 //! S3-compatible server (see `support`).
 
 mod ingest;
+mod query;
 mod support;

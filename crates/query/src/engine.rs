@@ -1,0 +1,406 @@
+//! QueryEngine: plans SQL and structured queries against the `tarn` catalog,
+//! answers from the QueryCache when it can, and streams results.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::TableReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream};
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+use tarn_common::TarnConfig;
+use tarn_governance::MetadataStore;
+
+use crate::cache::{CacheKey, CachedResult, Principal, QueryCache, batches_size};
+use crate::catalog::{CATALOG, TableId, TableResolver, TableSize, TarnCatalog, ZoneTable};
+use crate::cost::{self, Explanation};
+use crate::error::{Error, Result};
+use crate::structured::{self, Query};
+use crate::system::SystemSchema;
+
+/// How a result was produced, as far as the cache is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// Served from the cache.
+    Hit,
+    /// Computed; stored if it fits.
+    Miss,
+    /// Not cacheable: volatile functions, non-Delta tables, or not a query.
+    Bypass,
+    /// The cache is turned off.
+    Disabled,
+}
+
+/// A running query: its schema and a stream of result batches.
+pub struct QueryStream {
+    /// Result schema.
+    pub schema: SchemaRef,
+    /// Result batches.
+    pub stream: SendableRecordBatchStream,
+    /// Whether the result came from the cache.
+    pub cache: CacheStatus,
+    /// The tables (and versions) read.
+    pub tables: Vec<TableId>,
+}
+
+impl std::fmt::Debug for QueryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("schema", &self.schema)
+            .field("cache", &self.cache)
+            .field("tables", &self.tables)
+            .finish()
+    }
+}
+
+impl QueryStream {
+    /// All result batches.
+    pub async fn collect(self) -> Result<Vec<RecordBatch>> {
+        Ok(self.stream.try_collect().await?)
+    }
+}
+
+/// What a plan reads, found by walking it (subqueries included).
+#[derive(Debug, Default)]
+pub(crate) struct PlanInputs {
+    /// Delta tables read, with their size.
+    pub tables: Vec<(TableId, TableSize)>,
+    /// Whether it reads anything other than zone tables (`system.*`, ...).
+    pub reads_non_delta: bool,
+    /// Whether it calls volatile functions (`now()`, `random()`).
+    pub volatile: bool,
+}
+
+impl PlanInputs {
+    pub(crate) fn of(plan: &LogicalPlan) -> Result<Self> {
+        let mut inputs = PlanInputs::default();
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let zone_table = source_as_provider(&scan.source)
+                    .ok()
+                    .and_then(|p| p.downcast_ref::<ZoneTable>().map(|t| (t.id().clone(), t.size())));
+                match zone_table {
+                    Some(t) if !inputs.tables.iter().any(|(id, _)| id == &t.0) => {
+                        inputs.tables.push(t)
+                    }
+                    Some(_) => {}
+                    None => inputs.reads_non_delta = true,
+                }
+            }
+            if node.expressions().iter().any(|e| e.is_volatile()) {
+                inputs.volatile = true;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(inputs)
+    }
+}
+
+/// The query engine of one lake.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+    resolver: Arc<TableResolver>,
+    cache: Arc<QueryCache>,
+    metadata: Arc<dyn MetadataStore>,
+    partition_keys: Arc<HashMap<String, String>>,
+    principal: Principal,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("roots", self.resolver.roots())
+            .field("principal", &self.principal)
+            .finish()
+    }
+}
+
+impl QueryEngine {
+    /// An engine over the lake described by `config`, whose catalog is `metadata`.
+    pub fn new(config: &TarnConfig, metadata: Arc<dyn MetadataStore>) -> Result<Self> {
+        let cache = Arc::new(QueryCache::new(
+            config.query.cache_max_bytes,
+            config.query.cache_max_entry_bytes,
+        ));
+        let resolver = Arc::new(TableResolver::new(config.zone_roots()?));
+        let session = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, "raw")
+            .with_target_partitions(config.processing.processing_threads.max(1))
+            .with_batch_size(config.processing.batch_size.max(1));
+        let ctx = SessionContext::new_with_config(session);
+        let system = Arc::new(SystemSchema::new(metadata.clone(), cache.clone()));
+        ctx.register_catalog(CATALOG, Arc::new(TarnCatalog::new(resolver.clone(), system)));
+        let partition_keys = config
+            .datasets
+            .iter()
+            .filter_map(|(name, d)| Some((name.clone(), d.partition_key.clone()?)))
+            .collect();
+        Ok(Self {
+            ctx,
+            resolver,
+            cache,
+            metadata,
+            partition_keys: Arc::new(partition_keys),
+            principal: Principal::admin(),
+        })
+    }
+
+    /// The same engine (sharing its cache) acting for `principal`.
+    pub fn with_principal(&self, principal: Principal) -> Self {
+        Self {
+            principal,
+            ..self.clone()
+        }
+    }
+
+    /// The result cache.
+    pub fn cache(&self) -> &Arc<QueryCache> {
+        &self.cache
+    }
+
+    /// The DataFusion session, with the `tarn` catalog registered.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The catalog the engine reads (for statistics).
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    pub(crate) fn resolver(&self) -> &TableResolver {
+        &self.resolver
+    }
+
+    /// Plans one SQL statement. Queries and `SET`/`SHOW`/`EXPLAIN` are
+    /// allowed; DDL and DML are not: data enters through ingest and process.
+    pub async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect)?;
+        let refs = state.resolve_table_references(&statement)?;
+        if refs
+            .iter()
+            .any(|r| r.schema() == Some("information_schema"))
+            || sql.trim_start().to_ascii_lowercase().starts_with("show")
+        {
+            self.resolver.refresh_listing().await?;
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .verify_plan(&plan)
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "tarn queries are read-only ({}); data enters through `tarn ingest` \
+                     and `tarn process`",
+                    e.find_root()
+                ))
+            })?;
+        Ok(plan)
+    }
+
+    /// Plans a structured query.
+    pub async fn plan_query(&self, query: &Query) -> Result<LogicalPlan> {
+        let (zone, name) = query.table()?;
+        let Some(table) = self.resolver.resolve(zone, name).await? else {
+            return Err(self.unknown_table(zone, name).await);
+        };
+        let reference = TableReference::full(CATALOG, zone.as_str(), name);
+        let scan = LogicalPlanBuilder::scan(reference, provider_as_source(Arc::new(table)), None)?;
+        let dataset = name.split('@').next().unwrap_or(name);
+        structured::build_plan(
+            query,
+            scan,
+            self.partition_keys.get(dataset).map(String::as_str),
+        )
+    }
+
+    async fn unknown_table(&self, zone: tarn_common::Zone, name: &str) -> Error {
+        let _ = self.resolver.refresh_listing().await;
+        let known = self.ctx.catalog(CATALOG).and_then(|c| c.schema(zone.as_str()));
+        let names = known.map(|s| s.table_names()).unwrap_or_default();
+        let hint = if names.is_empty() {
+            format!("the {zone} zone has no tables yet")
+        } else {
+            format!("{zone} has: {}", names.join(", "))
+        };
+        Error::Invalid(format!("no table `{name}` in the {zone} zone; {hint}"))
+    }
+
+    /// Runs one SQL statement.
+    pub async fn sql(&self, sql: &str) -> Result<QueryStream> {
+        let plan = self.plan_sql(sql).await?;
+        self.execute(plan).await
+    }
+
+    /// Runs a structured query (the seed's `query_data`).
+    pub async fn query(&self, query: &Query) -> Result<QueryStream> {
+        let plan = self.plan_query(query).await?;
+        self.execute(plan).await
+    }
+
+    /// The cache key of `plan`, or `None` if its result must not be cached.
+    fn cache_key(&self, plan: &LogicalPlan, inputs: &PlanInputs) -> Option<CacheKey> {
+        let is_query = !matches!(
+            plan,
+            LogicalPlan::Statement(_)
+                | LogicalPlan::Explain(_)
+                | LogicalPlan::Analyze(_)
+                | LogicalPlan::DescribeTable(_)
+                | LogicalPlan::Ddl(_)
+                | LogicalPlan::Dml(_)
+                | LogicalPlan::Copy(_)
+        );
+        if !is_query || inputs.volatile || inputs.reads_non_delta {
+            return None;
+        }
+        let settings: String = self
+            .ctx
+            .state()
+            .config_options()
+            .entries()
+            .into_iter()
+            .map(|e| format!("{}={}\n", e.key, e.value.unwrap_or_default()))
+            .collect();
+        let tables: Vec<TableId> = inputs.tables.iter().map(|(t, _)| t.clone()).collect();
+        let text = plan.display_indent_schema().to_string();
+        Some(CacheKey::new(&text, &tables, &self.principal, &settings))
+    }
+
+    /// Runs a plan, from the cache when an entry for it is current.
+    pub async fn execute(&self, plan: LogicalPlan) -> Result<QueryStream> {
+        let inputs = PlanInputs::of(&plan)?;
+        let tables: Vec<TableId> = inputs.tables.iter().map(|(t, _)| t.clone()).collect();
+        let key = if self.cache.enabled() {
+            let key = self.cache_key(&plan, &inputs);
+            if key.is_none() {
+                self.cache.note_bypass();
+            }
+            key
+        } else {
+            None
+        };
+        if let Some(key) = key
+            && let Some(hit) = self.cache.get(&key)
+        {
+            let stream = MemoryStream::try_new(hit.batches.clone(), hit.schema.clone(), None)?;
+            return Ok(QueryStream {
+                schema: hit.schema.clone(),
+                stream: Box::pin(stream),
+                cache: CacheStatus::Hit,
+                tables,
+            });
+        }
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let stream = df.execute_stream().await?;
+        let schema = stream.schema();
+        let (stream, cache): (SendableRecordBatchStream, _) = match key {
+            Some(key) => (
+                Box::pin(CachingStream {
+                    inner: stream,
+                    key,
+                    cache: self.cache.clone(),
+                    held: Some(Vec::new()),
+                    bytes: 0,
+                    tables: tables.clone(),
+                }),
+                CacheStatus::Miss,
+            ),
+            None if self.cache.enabled() => (stream, CacheStatus::Bypass),
+            None => (stream, CacheStatus::Disabled),
+        };
+        Ok(QueryStream {
+            schema,
+            stream,
+            cache,
+            tables,
+        })
+    }
+
+    /// The optimized plans of `plan`, the files, bytes and rows each table
+    /// scan reads before and after pruning, and an estimated cost.
+    pub async fn explain(&self, plan: &LogicalPlan) -> Result<Explanation> {
+        let inputs = PlanInputs::of(plan)?;
+        let state = self.ctx.state();
+        let optimized = state.optimize(plan)?;
+        let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(plan).await?;
+        Ok(cost::explain(&optimized, &physical, &inputs.tables))
+    }
+}
+
+/// Passes batches through and, when the stream ends, stores them in the cache
+/// unless they outgrew the largest entry it keeps.
+struct CachingStream {
+    inner: SendableRecordBatchStream,
+    key: CacheKey,
+    cache: Arc<QueryCache>,
+    held: Option<Vec<RecordBatch>>,
+    bytes: usize,
+    tables: Vec<TableId>,
+}
+
+impl Stream for CachingStream {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let item = futures::ready!(this.inner.poll_next_unpin(cx));
+        match &item {
+            Some(Ok(batch)) => {
+                if let Some(held) = &mut this.held {
+                    this.bytes += batch.get_array_memory_size();
+                    if this.bytes > this.cache.max_entry_bytes() {
+                        this.held = None;
+                        this.cache.note_too_large();
+                    } else {
+                        held.push(batch.clone());
+                    }
+                }
+            }
+            Some(Err(_)) => this.held = None,
+            None => {
+                if let Some(batches) = this.held.take() {
+                    // One compact copy: the batches may be slices of larger buffers.
+                    let schema = this.inner.schema();
+                    let batches = match concat_batches(&schema, &batches) {
+                        Ok(b) => vec![b],
+                        Err(_) => batches,
+                    };
+                    let bytes = batches_size(&batches);
+                    this.cache.put(
+                        this.key,
+                        CachedResult {
+                            schema: this.inner.schema(),
+                            batches,
+                            tables: std::mem::take(&mut this.tables),
+                            bytes,
+                        },
+                    );
+                }
+            }
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl RecordBatchStream for CachingStream {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
