@@ -211,11 +211,22 @@ impl TableResolver {
                 let Some(mut t) = self.load(&url).await? else {
                     return Ok(None);
                 };
-                t.load_with_datetime(at).await.map_err(|e| {
+                let none_then = |why: String| {
                     Error::Invalid(format!(
-                        "{zone}.{base} has no version committed at or before {at}: {e}"
+                        "{zone}.{base} has no version committed at or before {at}{why}"
                     ))
-                })?;
+                };
+                t.load_with_datetime(at)
+                    .await
+                    .map_err(|e| none_then(format!(": {e}")))?;
+                // delta-rs falls back to the oldest version; a time before the
+                // table existed has no version at all.
+                let loaded_at = t
+                    .version()
+                    .and_then(|v| t.snapshot().ok()?.version_timestamp(v));
+                if loaded_at.is_some_and(|ms| ms > at.timestamp_millis()) {
+                    return Err(none_then(" (the table did not exist yet)".into()));
+                }
                 t
             }
         };

@@ -4,4 +4,5 @@
 
 mod ingest;
 mod query;
+mod slt;
 mod support;
