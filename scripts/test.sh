@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every tarn test. Installs and starts what the tests need:
 #   - s3s-fs, a real S3-compatible server, on a free loopback port;
-#   - the Python peers (deltalake, polars, pyarrow, fastavro, pytest);
+#   - the Python peers (deltalake, polars, pyarrow, duckdb, fastavro, pytest)
+#     and tpchgen-cli, which generates the TPC-H data the query tests use;
 #   - checks that PostgreSQL (127.0.0.1:5432) is up, starting it if it is not.
-# Then: cargo test for the workspace, and the Python interop suite against the
-# tarn binary (tables written by tarn, read by Python deltalake and Polars).
+# Then: cargo test for the workspace, and the Python suites against the tarn
+# binary (tables written by tarn read by Python deltalake and Polars; TPC-H
+# answers of `tarn query` compared with DuckDB's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tarn/target}"
@@ -45,8 +47,10 @@ done
 echo "s3s-fs on $TARN_TEST_S3_ENDPOINT (pid $s3_pid)"
 
 log "cargo test"
+# Build every target in one go first: the tarn binary the Python suite drives
+# then shares its dependency build (and feature set) with the test binaries.
+cargo build --workspace --all-targets
 cargo test --workspace
 
-log "Python interop (deltalake, Polars)"
-cargo build -p tarn-cli
+log "Python suites (deltalake, Polars, DuckDB)"
 TARN_BIN="$CARGO_TARGET_DIR/debug/tarn" TARN_REQUIRE_BIN=1 python3 -m pytest tests/python -q

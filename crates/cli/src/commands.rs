@@ -91,6 +91,15 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
                 "See the catalog:      tarn --config {} catalog show user_events",
                 cfg.display()
             );
+            let sql = "SELECT event_type, count(*) AS events, sum(amount) AS amount \
+                       FROM raw.user_events GROUP BY event_type ORDER BY events DESC";
+            let batches = out.lake.sql(sql).await?.collect().await?;
+            out!(
+                o,
+                "Query it:             tarn --config {} query \"{sql}\"\n{}",
+                cfg.display(),
+                tarn::query::output::pretty(&batches)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest(IngestCommand::File(args)) => {
@@ -120,7 +129,13 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Analyze(args) => {
-            out!(o, "{}", crate::query_cmd::analyze(cli.config.as_deref(), args).await?.trim_end());
+            out!(
+                o,
+                "{}",
+                crate::query_cmd::analyze(cli.config.as_deref(), args)
+                    .await?
+                    .trim_end()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Catalog(cmd) => {

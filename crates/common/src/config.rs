@@ -342,7 +342,10 @@ impl TarnConfig {
                 "TARN_PROCESSING_PROCESSING_THREADS",
                 &mut self.processing.processing_threads,
             ),
-            ("TARN_QUERY_CACHE_MAX_BYTES", &mut self.query.cache_max_bytes),
+            (
+                "TARN_QUERY_CACHE_MAX_BYTES",
+                &mut self.query.cache_max_bytes,
+            ),
             (
                 "TARN_QUERY_CACHE_MAX_ENTRY_BYTES",
                 &mut self.query.cache_max_entry_bytes,

@@ -54,8 +54,7 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Stores the statistics of a table, replacing older ones.
     async fn put_table_statistics(&self, stats: &TableStatistics) -> Result<()>;
     /// The stored statistics of the table `dataset` in `zone`.
-    async fn table_statistics(&self, zone: Zone, dataset: &str)
-    -> Result<Option<TableStatistics>>;
+    async fn table_statistics(&self, zone: Zone, dataset: &str) -> Result<Option<TableStatistics>>;
     /// The stored statistics of every table.
     async fn all_table_statistics(&self) -> Result<Vec<TableStatistics>>;
 }

@@ -320,11 +320,7 @@ impl MetadataStore for SqlMetadataStore {
         Ok(())
     }
 
-    async fn table_statistics(
-        &self,
-        zone: Zone,
-        dataset: &str,
-    ) -> Result<Option<TableStatistics>> {
+    async fn table_statistics(&self, zone: Zone, dataset: &str) -> Result<Option<TableStatistics>> {
         sqlx::query("SELECT stats FROM table_statistics WHERE zone = $1 AND dataset = $2")
             .bind(zone.as_str())
             .bind(dataset)

@@ -13,9 +13,9 @@
 //! (`now()`, `random()`) or that read non-Delta tables (`system.*`,
 //! `information_schema`) are not cached.
 
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;

@@ -318,7 +318,10 @@ impl TableResolver {
                 .filter_map(|p| p.filename().map(str::to_string))
                 .filter(|n| !n.starts_with(['_', '.']))
                 .collect();
-            self.known.write().expect("catalog lock").insert(zone, names);
+            self.known
+                .write()
+                .expect("catalog lock")
+                .insert(zone, names);
         }
         Ok(())
     }

@@ -88,9 +88,10 @@ impl PlanInputs {
         let mut inputs = PlanInputs::default();
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
-                let zone_table = source_as_provider(&scan.source)
-                    .ok()
-                    .and_then(|p| p.downcast_ref::<ZoneTable>().map(|t| (t.id().clone(), t.size())));
+                let zone_table = source_as_provider(&scan.source).ok().and_then(|p| {
+                    p.downcast_ref::<ZoneTable>()
+                        .map(|t| (t.id().clone(), t.size()))
+                });
                 match zone_table {
                     Some(t) if !inputs.tables.iter().any(|(id, _)| id == &t.0) => {
                         inputs.tables.push(t)
@@ -143,7 +144,10 @@ impl QueryEngine {
             .with_batch_size(config.processing.batch_size.max(1));
         let ctx = SessionContext::new_with_config(session);
         let system = Arc::new(SystemSchema::new(metadata.clone(), cache.clone()));
-        ctx.register_catalog(CATALOG, Arc::new(TarnCatalog::new(resolver.clone(), system)));
+        ctx.register_catalog(
+            CATALOG,
+            Arc::new(TarnCatalog::new(resolver.clone(), system)),
+        );
         let partition_keys = config
             .datasets
             .iter()
@@ -233,7 +237,10 @@ impl QueryEngine {
 
     async fn unknown_table(&self, zone: tarn_common::Zone, name: &str) -> Error {
         let _ = self.resolver.refresh_listing().await;
-        let known = self.ctx.catalog(CATALOG).and_then(|c| c.schema(zone.as_str()));
+        let known = self
+            .ctx
+            .catalog(CATALOG)
+            .and_then(|c| c.schema(zone.as_str()));
         let names = known.map(|s| s.table_names()).unwrap_or_default();
         let hint = if names.is_empty() {
             format!("the {zone} zone has no tables yet")

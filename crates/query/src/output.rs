@@ -46,6 +46,11 @@ impl std::str::FromStr for OutputFormat {
     }
 }
 
+/// `batches` as an aligned text table.
+pub fn pretty(batches: &[RecordBatch]) -> Result<String> {
+    Ok(pretty_format_batches(batches).map_err(out_err)?.to_string())
+}
+
 fn out_err(e: impl std::fmt::Display) -> Error {
     Error::Output(e.to_string())
 }
@@ -70,7 +75,7 @@ pub async fn write_stream(
 
 enum Sink {
     Table(Vec<RecordBatch>, Box<dyn Write + Send>),
-    Csv(datafusion::arrow::csv::Writer<Box<dyn Write + Send>>),
+    Csv(Box<datafusion::arrow::csv::Writer<Box<dyn Write + Send>>>),
     Json(datafusion::arrow::json::LineDelimitedWriter<Box<dyn Write + Send>>),
     Parquet(Box<parquet::arrow::ArrowWriter<Box<dyn Write + Send>>>),
     Arrow(datafusion::arrow::ipc::writer::StreamWriter<Box<dyn Write + Send>>),
@@ -80,12 +85,14 @@ impl Sink {
     fn new(format: OutputFormat, schema: SchemaRef, out: Box<dyn Write + Send>) -> Result<Self> {
         Ok(match format {
             OutputFormat::Table => Sink::Table(Vec::new(), out),
-            OutputFormat::Csv => Sink::Csv(
+            OutputFormat::Csv => Sink::Csv(Box::new(
                 datafusion::arrow::csv::WriterBuilder::new()
                     .with_header(true)
                     .build(out),
-            ),
-            OutputFormat::Json => Sink::Json(datafusion::arrow::json::LineDelimitedWriter::new(out)),
+            )),
+            OutputFormat::Json => {
+                Sink::Json(datafusion::arrow::json::LineDelimitedWriter::new(out))
+            }
             OutputFormat::Parquet => Sink::Parquet(Box::new(
                 parquet::arrow::ArrowWriter::try_new(out, schema, None).map_err(out_err)?,
             )),
@@ -110,8 +117,7 @@ impl Sink {
     fn finish(self) -> Result<()> {
         match self {
             Sink::Table(held, mut out) => {
-                let text = pretty_format_batches(&held).map_err(out_err)?;
-                writeln!(out, "{text}").map_err(out_err)?;
+                writeln!(out, "{}", pretty(&held)?).map_err(out_err)?;
                 out.flush().map_err(out_err)?;
             }
             Sink::Csv(w) => w.into_inner().flush().map_err(out_err)?,

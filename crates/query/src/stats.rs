@@ -38,7 +38,7 @@ impl StatisticsManager {
     /// Recomputes the statistics of `zone.dataset` from its Delta log, keeping
     /// distinct counts from the last `analyze`, and stores them.
     pub async fn refresh(&self, zone: Zone, dataset: &str) -> Result<TableStatistics> {
-        let mut stats = self.from_log(zone, dataset).await?;
+        let mut stats = self.log_stats(zone, dataset).await?;
         if let Some(old) = self
             .engine
             .metadata()
@@ -59,11 +59,11 @@ impl StatisticsManager {
     /// [`refresh`](Self::refresh) plus a distinct-count estimate of every
     /// column whose type allows one (a full scan of the table).
     pub async fn analyze(&self, zone: Zone, dataset: &str) -> Result<TableStatistics> {
-        let mut stats = self.from_log(zone, dataset).await?;
+        let mut stats = self.log_stats(zone, dataset).await?;
         let table = self.engine.resolver().resolve(zone, dataset).await?;
         let schema = table
             .as_ref()
-            .map(|t| datafusion::catalog::TableProvider::schema(t))
+            .map(datafusion::catalog::TableProvider::schema)
             .ok_or_else(|| Error::Invalid(format!("no table {zone}.{dataset}")))?;
         let countable: Vec<&str> = schema
             .fields()
@@ -99,7 +99,7 @@ impl StatisticsManager {
     }
 
     /// Table statistics summed over the files of the latest version's log.
-    async fn from_log(&self, zone: Zone, dataset: &str) -> Result<TableStatistics> {
+    async fn log_stats(&self, zone: Zone, dataset: &str) -> Result<TableStatistics> {
         let table = self
             .engine
             .resolver()
@@ -146,7 +146,9 @@ async fn column_stats(actions: RecordBatch, columns: &[String]) -> Result<Vec<Co
                 // A partition column: its value is in the log, one per file.
                 let p = quote_ident(&partition);
                 if kind == "null_count" {
-                    format!("CAST(sum(CASE WHEN {p} IS NULL THEN num_records ELSE 0 END) AS VARCHAR)")
+                    format!(
+                        "CAST(sum(CASE WHEN {p} IS NULL THEN num_records ELSE 0 END) AS VARCHAR)"
+                    )
                 } else {
                     format!("CAST({agg}({p}) AS VARCHAR)")
                 }

@@ -95,15 +95,12 @@ impl Query {
 
     /// The zone and table name (with any time-travel suffix) of `from_path`.
     pub fn table(&self) -> Result<(Zone, &str)> {
-        let (zone, name) = self
-            .from_path
-            .split_once(['/', '.'])
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "from_path `{}` must be `zone/dataset`, e.g. `curated/user_events`",
-                    self.from_path
-                ))
-            })?;
+        let (zone, name) = self.from_path.split_once(['/', '.']).ok_or_else(|| {
+            Error::Invalid(format!(
+                "from_path `{}` must be `zone/dataset`, e.g. `curated/user_events`",
+                self.from_path
+            ))
+        })?;
         let zone = zone
             .parse::<Zone>()
             .map_err(|e| Error::Invalid(format!("from_path `{}`: {e}", self.from_path)))?;
@@ -250,11 +247,7 @@ pub(crate) fn build_plan(
     let table = &query.from_path;
     let field = |name: &str| -> Result<&Field> {
         schema.field_with_name(name).map_err(|_| {
-            let names: Vec<&str> = schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             Error::Invalid(format!(
                 "unknown column `{name}` in {table}; its columns are: {}",
                 names.join(", ")
@@ -517,7 +510,8 @@ mod tests {
 
     #[test]
     fn bad_forms_are_clear_errors() {
-        let err = |v: serde_json::Value| serde_json::from_value::<Query>(v).unwrap_err().to_string();
+        let err =
+            |v: serde_json::Value| serde_json::from_value::<Query>(v).unwrap_err().to_string();
         let e = err(serde_json::json!({"from_path": "raw/x", "where": {"a": {"~": 1}}}));
         assert!(e.contains("unknown operator `~`"), "{e}");
         let e = err(serde_json::json!({"from_path": "raw/x", "where": {"a": {"in": 1}}}));
@@ -545,11 +539,17 @@ mod tests {
             ("event_type".into(), Predicate::Eq("purchase".into()))
         );
         assert_eq!(p("amount>10"), ("amount".into(), Predicate::Gt(10.into())));
-        assert_eq!(p("amount >= 2.5"), ("amount".into(), Predicate::Ge(2.5.into())));
+        assert_eq!(
+            p("amount >= 2.5"),
+            ("amount".into(), Predicate::Ge(2.5.into()))
+        );
         assert_eq!(p("a!='x=y'"), ("a".into(), Predicate::Ne("x=y".into())));
         assert_eq!(
             p("country in DE, FR"),
-            ("country".into(), Predicate::In(vec!["DE".into(), "FR".into()]))
+            (
+                "country".into(),
+                Predicate::In(vec!["DE".into(), "FR".into()])
+            )
         );
         assert_eq!(
             p("n between 1 and 5"),

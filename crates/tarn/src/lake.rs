@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tarn_common::{TarnConfig, Zone};
 use tarn_common::config::{DEFAULT_COMPLIANCE_YAML, DEFAULT_CONFIG_FILE, DEFAULT_TARN_YAML};
 use tarn_common::storage::local_path;
+use tarn_common::{TarnConfig, Zone};
 use tarn_governance::MetadataStore;
 use tarn_ingest::{DataSpec, IngestContext, IngestionResult, IngestionStatus, Progress};
 use tarn_query::{Query, QueryEngine, QueryStream, StatisticsManager};

@@ -49,9 +49,9 @@ pub use tarn_governance::{IngestionRun, RunStatus, SchemaVersion};
 pub use tarn_ingest::{
     DataSpec, Format, IngestionMetadata, IngestionResult, IngestionStatus, Progress,
 };
+/// Query engine internals: catalog, cache, cost, statistics, output.
+pub use tarn_query as query;
 pub use tarn_query::{
     CacheStats, CacheStatus, Condition, Explanation, OutputFormat, PartitionDate, Predicate,
     Principal, Query, QueryEngine, QueryStream,
 };
-/// Query engine internals: catalog, cache, cost, statistics, output.
-pub use tarn_query as query;

@@ -251,11 +251,16 @@ async fn table_statistics_are_replaced_per_table() {
             .await
             .unwrap();
         let got = store.table_statistics(Zone::Raw, "ev").await.unwrap();
-        assert_eq!(got.as_ref().map(|s| (s.delta_version, s.row_count)), Some((2, 25)));
+        assert_eq!(
+            got.as_ref().map(|s| (s.delta_version, s.row_count)),
+            Some((2, 25))
+        );
         assert_eq!(got.unwrap().columns, newer.columns);
         let all = store.all_table_statistics().await.unwrap();
         assert_eq!(
-            all.iter().map(|s| (s.zone, s.delta_version)).collect::<Vec<_>>(),
+            all.iter()
+                .map(|s| (s.zone, s.delta_version))
+                .collect::<Vec<_>>(),
             [(Zone::Curated, 7), (Zone::Raw, 2)]
         );
     })

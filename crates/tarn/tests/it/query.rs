@@ -19,7 +19,8 @@ fn events_csv(days: u32, per_day: u32, first_id: u32) -> String {
     let mut csv = String::from("id,ts,kind,amount\n");
     let mut id = first_id;
     for d in 0..days {
-        let date = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(d.into());
+        let date =
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(d.into());
         for i in 0..per_day {
             let kind = if i % 3 == 0 { "purchase" } else { "view" };
             let amount = if kind == "purchase" {
@@ -27,7 +28,10 @@ fn events_csv(days: u32, per_day: u32, first_id: u32) -> String {
             } else {
                 String::new()
             };
-            csv.push_str(&format!("{id},{date}T10:{:02}:00Z,{kind},{amount}\n", i % 60));
+            csv.push_str(&format!(
+                "{id},{date}T10:{:02}:00Z,{kind},{amount}\n",
+                i % 60
+            ));
             id += 1;
         }
     }
@@ -78,7 +82,14 @@ async fn sql_and_structured_queries_return_the_same_rows() {
             .filter("kind", Predicate::Eq("purchase".into()))
             .filter("amount", Predicate::Gt(2.into()))
             .order_by("id desc");
-        let structured = t.lake.query_data(&query).await.unwrap().collect().await.unwrap();
+        let structured = t
+            .lake
+            .query_data(&query)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         // Per day, purchases are i = 0 and 3 (amounts 0.5 and 3.5): one per day is > 2.
         assert_eq!(ids(&by_sql), [16, 10, 4], "{}", t.backend);
         assert_eq!(ids(&structured), ids(&by_sql), "{}", t.backend);
@@ -89,7 +100,14 @@ async fn sql_and_structured_queries_return_the_same_rows() {
             .filter("id", Predicate::Between(1.into(), "9".into()))
             .order_by("id")
             .limit(2);
-        let got = t.lake.query_data(&q).await.unwrap().collect().await.unwrap();
+        let got = t
+            .lake
+            .query_data(&q)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(ids(&got), [1, 4]);
         assert_eq!(got[0].num_columns(), 2);
     })
@@ -105,11 +123,20 @@ async fn structured_query_mistakes_are_clear_errors() {
             async move { lake.query_data(&q).await.unwrap_err().to_string() }
         };
         let e = err(Query::from("raw/ev").select(["nope"])).await;
-        assert!(e.contains("unknown column `nope` in raw/ev; its columns are: id, ts"), "{e}");
+        assert!(
+            e.contains("unknown column `nope` in raw/ev; its columns are: id, ts"),
+            "{e}"
+        );
         let e = err(Query::from("raw/ev").filter("id", Predicate::Eq("abc".into()))).await;
-        assert!(e.contains("bad value \"abc\" for column `id` (Int64)"), "{e}");
+        assert!(
+            e.contains("bad value \"abc\" for column `id` (Int64)"),
+            "{e}"
+        );
         let e = err(Query::from("raw/nope")).await;
-        assert!(e.contains("no table `nope` in the raw zone; raw has: ev"), "{e}");
+        assert!(
+            e.contains("no table `nope` in the raw zone; raw has: ev"),
+            "{e}"
+        );
         let e = err(Query::from("curated/ev")).await;
         assert!(e.contains("the curated zone has no tables yet"), "{e}");
         let e = err(Query::from("raw/ev@yesterday")).await;
@@ -126,9 +153,19 @@ async fn structured_query_mistakes_are_clear_errors() {
         .await;
         assert!(e.contains("`from` is after `to`"), "{e}");
 
-        let e = t.lake.sql("DROP TABLE raw.ev").await.unwrap_err().to_string();
+        let e = t
+            .lake
+            .sql("DROP TABLE raw.ev")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tarn queries are read-only"), "{e}");
-        let e = t.lake.sql("INSERT INTO raw.ev (id) VALUES (1)").await.unwrap_err().to_string();
+        let e = t
+            .lake
+            .sql("INSERT INTO raw.ev (id) VALUES (1)")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("read-only"), "{e}");
         let e = t.lake.sql("SELEC 1").await.unwrap_err().to_string();
         assert!(e.contains("SELEC"), "{e}");
@@ -159,9 +196,15 @@ async fn partition_date_reads_only_that_days_files() {
         assert!(ids(&rows).iter().all(|id| (57..=60).contains(id)));
 
         // File skipping on min/max of a non-partition column: ids are ordered by day.
-        let plan = engine.plan_sql("SELECT * FROM raw.ev WHERE id <= 8").await.unwrap();
+        let plan = engine
+            .plan_sql("SELECT * FROM raw.ev WHERE id <= 8")
+            .await
+            .unwrap();
         let scan = &engine.explain(&plan).await.unwrap().scans[0];
-        assert_eq!(scan.after.files, 2, "ids 1-8 are in the first two days' files");
+        assert_eq!(
+            scan.after.files, 2,
+            "ids 1-8 are in the first two days' files"
+        );
 
         let range = Query {
             partition_date: Some(tarn::PartitionDate::Range {
@@ -200,14 +243,27 @@ async fn cache_serves_repeats_and_never_stale_data() {
         ingest(&t, "c.csv", events_csv(1, 1, 200)).await;
         assert_eq!(count(&sql(&other, q).await), 18);
 
-        let volatile = t.lake.sql("SELECT count(*), random() FROM raw.ev").await.unwrap();
+        let volatile = t
+            .lake
+            .sql("SELECT count(*), random() FROM raw.ev")
+            .await
+            .unwrap();
         assert_eq!(volatile.cache, CacheStatus::Bypass);
         let system = t.lake.sql("SELECT * FROM system.runs").await.unwrap();
         assert_eq!(system.cache, CacheStatus::Bypass);
         drop((volatile, system));
 
-        let stats = sql(&t.lake, "SELECT hits, misses, bypassed, entries FROM system.cache").await;
-        let col = |i: usize| stats[0].column(i).as_primitive::<arrow::datatypes::UInt64Type>().value(0);
+        let stats = sql(
+            &t.lake,
+            "SELECT hits, misses, bypassed, entries FROM system.cache",
+        )
+        .await;
+        let col = |i: usize| {
+            stats[0]
+                .column(i)
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .value(0)
+        };
         assert_eq!((col(0), col(1)), (1, 2), "the other lake has its own cache");
         assert!(col(2) >= 2 && col(3) >= 2);
     })
@@ -224,7 +280,10 @@ async fn time_travel_reads_older_versions() {
         ingest(&t, "b.csv", events_csv(1, 4, 10)).await;
 
         assert_eq!(count(&sql(&t.lake, "SELECT count(*) FROM raw.ev").await), 7);
-        assert_eq!(count(&sql(&t.lake, r#"SELECT count(*) FROM raw."ev@v1""#).await), 3);
+        assert_eq!(
+            count(&sql(&t.lake, r#"SELECT count(*) FROM raw."ev@v1""#).await),
+            3
+        );
         let as_of = format!(
             r#"SELECT count(*) FROM raw."ev@{}""#,
             between.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
