@@ -50,8 +50,9 @@ def sh(cmd, **kw):
 
 
 def build() -> tuple[Path, Path]:
-    sh(["cargo", "build", "--release", "-p", "tarn-cli", "-p", "tarn", "--example", "query_bench"],
-       cwd=REPO)
+    sh(["cargo", "build", "--release", "-p", "tarn-cli", "-p", "tarn", "--bins",
+        "--example", "query_bench"],
+       cwd=REPO, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
     return TARGET / "release" / "tarn", TARGET / "release" / "examples" / "query_bench"
 
 

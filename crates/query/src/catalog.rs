@@ -18,6 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -163,15 +164,19 @@ impl TableProvider for ZoneTable {
 #[derive(Debug)]
 pub struct TableResolver {
     roots: ZoneRoots,
+    /// Scan settings (Parquet filter pushdown, view types) for delta-rs.
+    scan_session: Arc<SessionState>,
     open: Mutex<HashMap<Url, DeltaTable>>,
     known: RwLock<HashMap<Zone, BTreeSet<String>>>,
 }
 
 impl TableResolver {
-    /// A resolver for the tables under `roots`.
-    pub fn new(roots: ZoneRoots) -> Self {
+    /// A resolver for the tables under `roots`, scanning them with the
+    /// Parquet settings of `scan_session`.
+    pub fn new(roots: ZoneRoots, scan_session: Arc<SessionState>) -> Self {
         Self {
             roots,
+            scan_session,
             open: Mutex::new(HashMap::new()),
             known: RwLock::new(HashMap::new()),
         }
@@ -240,6 +245,7 @@ impl TableResolver {
         let size = table_size(&table);
         let inner = table
             .table_provider()
+            .with_session(self.scan_session.clone())
             .await
             .map_err(|e| Error::Internal(format!("delta provider for {url}: {e}")))?;
         Ok(Some(ZoneTable {

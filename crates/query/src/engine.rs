@@ -14,6 +14,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream};
@@ -136,12 +137,25 @@ impl QueryEngine {
             config.query.cache_max_bytes,
             config.query.cache_max_entry_bytes,
         ));
-        let resolver = Arc::new(TableResolver::new(config.zone_roots()?));
-        let session = SessionConfig::new()
+
+        // DataFusion's own settings can be tuned through DATAFUSION_* variables
+        // (e.g. DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true).
+        let session = SessionConfig::from_env()
+            .map_err(|e| Error::Invalid(format!("DATAFUSION_* environment: {e}")))?
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, "raw")
             .with_target_partitions(config.processing.processing_threads.max(1))
             .with_batch_size(config.processing.batch_size.max(1));
+        // delta-rs takes its scan settings (Parquet filter pushdown, view
+        // types) from a session; without one it pushes filters into the
+        // Parquet decoder, which is slower for most queries.
+        let scan_session = SessionStateBuilder::new()
+            .with_config(session.clone())
+            .build();
+        let resolver = Arc::new(TableResolver::new(
+            config.zone_roots()?,
+            Arc::new(scan_session),
+        ));
         let ctx = SessionContext::new_with_config(session);
         let system = Arc::new(SystemSchema::new(metadata.clone(), cache.clone()));
         ctx.register_catalog(
@@ -204,7 +218,10 @@ impl QueryEngine {
         {
             self.resolver.refresh_listing().await?;
         }
-        let plan = state.statement_to_plan(statement).await?;
+        let plan = match state.statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.explain_missing_table(e).await),
+        };
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -217,6 +234,33 @@ impl QueryEngine {
                 ))
             })?;
         Ok(plan)
+    }
+
+    /// DataFusion's "table 'tarn.raw.x' not found", with the tables that exist.
+    async fn explain_missing_table(&self, e: datafusion::error::DataFusionError) -> Error {
+        let msg = e.find_root().to_string();
+        let missing = msg
+            .split_once("table '")
+            .and_then(|(_, rest)| rest.split_once("' not found"))
+            .map(|(name, _)| name.to_string());
+        let Some(name) = missing else {
+            return e.into();
+        };
+        let parts: Vec<&str> = name.split('.').collect();
+        match parts.as_slice() {
+            [CATALOG, crate::system::SCHEMA, table] => Error::Invalid(format!(
+                "no table `{table}` in system; it has: {}",
+                crate::system::TABLES.join(", ")
+            )),
+            [CATALOG, zone, table] => match zone.parse() {
+                Ok(zone) => self.unknown_table(zone, table).await,
+                Err(_) => Error::Invalid(format!(
+                    "no schema `{zone}`: the schemas are raw, cleansed, curated, consumption \
+                     and system"
+                )),
+            },
+            _ => e.into(),
+        }
     }
 
     /// Plans a structured query.
