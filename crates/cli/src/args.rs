@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// tarn: an enterprise data lake in one binary.
 ///
 /// Files go in, are validated against their schema, and land as Delta tables in
-/// the raw zone; bad records go to quarantine with a reason. Start with
-/// `tarn demo`, or `tarn init` and then `tarn ingest file`.
+/// the raw zone; bad records go to quarantine with a reason. SQL and structured
+/// queries run over every zone. Start with `tarn demo`, or `tarn init`, then
+/// `tarn ingest file` and `tarn query`.
 #[derive(Debug, Parser)]
 #[command(
     name = "tarn",
