@@ -32,9 +32,11 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -43,6 +45,15 @@ REPO = HERE.parent
 QUERIES = HERE / "tpch" / "queries"
 TABLES = ["nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem"]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/tarn/target"))
+
+
+def tpchgen() -> str:
+    """The tpchgen-cli executable: on PATH, or next to this Python's scripts
+    (pip puts it there; a pyenv shim may not exist until `pyenv rehash`)."""
+    found = shutil.which("tpchgen-cli")
+    if found:
+        return found
+    return str(Path(sysconfig.get_path("scripts")) / "tpchgen-cli")
 
 
 def sh(cmd, **kw):
@@ -60,7 +71,7 @@ def tpch_lake(tarn: Path, scale: str) -> tuple[Path, Path]:
     root = HERE / "data" / f"tpch-sf{scale}"
     data, lake = root / "parquet", root / "lake"
     if not (data / "lineitem.parquet").exists():
-        sh(["tpchgen-cli", "parquet", "-s", scale, f"--output-dir={data}"])
+        sh([tpchgen(), "parquet", "-s", scale, f"--output-dir={data}"])
     if not (lake / "lake" / "raw" / "lineitem" / "_delta_log").exists():
         sh([tarn, "init", lake])
         for t in TABLES:

@@ -16,7 +16,9 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import duckdb
@@ -37,6 +39,15 @@ if not (os.path.isfile(TARN_BIN) and os.access(TARN_BIN, os.X_OK)):
     pytest.skip(f"tarn binary not found at {TARN_BIN} (set TARN_BIN)", allow_module_level=True)
 
 
+def tpchgen() -> str:
+    """The tpchgen-cli executable: on PATH, or next to this Python's scripts
+    (pip puts it there; a pyenv shim may not exist until `pyenv rehash`)."""
+    found = shutil.which("tpchgen-cli")
+    if found:
+        return found
+    return str(Path(sysconfig.get_path("scripts")) / "tpchgen-cli")
+
+
 def tarn(args: list, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     p = subprocess.run([TARN_BIN, *map(str, args)], cwd=cwd, capture_output=True, timeout=600)
     if check and p.returncode != 0:
@@ -50,7 +61,7 @@ def tpch(tmp_path_factory):
     root = tmp_path_factory.mktemp("tpch")
     data = root / "data"
     subprocess.run(
-        ["tpchgen-cli", "parquet", "-s", TPCH_SCALE, f"--output-dir={data}"],
+        [tpchgen(), "parquet", "-s", TPCH_SCALE, f"--output-dir={data}"],
         check=True, capture_output=True,
     )
     lake = root / "lake"
