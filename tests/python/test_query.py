@@ -105,7 +105,7 @@ def test_tpch_query_matches_duckdb(tpch, n):
     con = duckdb.connect()
     for t in TABLES:
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{data / (t + '.parquet')}')")
-    want = con.execute(sql).to_arrow_table()
+    want = con.sql(sql).to_arrow_table()
 
     assert got.num_columns == want.num_columns, (got.schema, want.schema)
     g, w = rows(got), rows(want)
