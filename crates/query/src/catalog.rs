@@ -342,8 +342,8 @@ impl TableResolver {
     }
 }
 
-/// Files, bytes and rows of the loaded version of `table`.
-pub(crate) fn table_size(table: &DeltaTable) -> TableSize {
+/// Files, bytes and rows of the loaded version of `table`, from its log.
+pub fn table_size(table: &DeltaTable) -> TableSize {
     let mut size = TableSize::default();
     if let Ok(state) = table.snapshot() {
         for f in state.log_data().iter() {

@@ -1,7 +1,6 @@
 //! What `tarn catalog` shows: datasets, their schemas and versions, runs, and
 //! the row counts of their tables in each zone (read from the Delta logs).
 
-use futures::TryStreamExt;
 use serde::Serialize;
 use tarn_common::{DatasetSchema, Zone};
 use tarn_governance::{IngestionRun, SchemaVersion};
@@ -154,28 +153,14 @@ pub async fn table_stats(
     url: &url::Url,
     options: &std::collections::HashMap<String, String>,
 ) -> Result<Option<TableStats>> {
-    let delta = |source| Error::Delta {
-        table: url.to_string(),
-        source: Box::new(source),
-    };
     let Some(table) = tarn_ingest::load_table(url, options).await? else {
         return Ok(None);
     };
-    let state = table.snapshot().map_err(delta)?;
-    let log_store = table.log_store();
-    let files: Vec<_> = state
-        .snapshot()
-        .file_views(log_store.as_ref(), None)
-        .try_collect()
-        .await
-        .map_err(delta)?;
+    let size = tarn_query::catalog::table_size(&table);
     Ok(Some(TableStats {
         version: table.version().unwrap_or(0) as i64,
-        rows: files
-            .iter()
-            .map(|f| f.num_records().unwrap_or(0) as u64)
-            .sum(),
-        files: files.len() as u64,
-        bytes: files.iter().map(|f| f.size().max(0) as u64).sum(),
+        rows: size.rows,
+        files: size.files,
+        bytes: size.bytes,
     }))
 }
