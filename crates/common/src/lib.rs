@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod error;
+pub mod pipeline;
 pub mod schema;
 pub mod storage;
 
