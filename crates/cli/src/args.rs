@@ -40,9 +40,10 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Run tarn's main job on a bundled sample: create a lake in DIR, ingest a
-    /// CSV with good and bad records against its Avro schema, and show what
-    /// landed where (no servers needed).
+    /// Run tarn's main job on the bundled user_events example: create a lake
+    /// in DIR, ingest two days of clickstream events (duplicates, late
+    /// arrivals, PII, bad values) and a reference table, and process them
+    /// through the cleansed, curated and consumption zones (no servers needed).
     Demo {
         /// Directory for the demo lake.
         #[arg(default_value = "tarn-demo")]
@@ -65,6 +66,90 @@ pub enum Command {
     /// Compute table and column statistics (row count, nulls, min/max,
     /// distinct estimate) and store them in the catalog.
     Analyze(AnalyzeArgs),
+    /// Promote what is new in a dataset's raw table through the cleansed,
+    /// curated and consumption zones, as its cleanse, curate and consume
+    /// sections in tarn.yaml declare.
+    ///
+    /// Each stage reads only what its upstream committed since its last run
+    /// and records the upstream version in the same commit as its output, so
+    /// a rerun after a crash neither loses nor duplicates rows. Values that
+    /// cannot be standardized (cleanse) and rows failing a `quarantine`
+    /// expectation (curate) go to <zone>/_quarantine/<dataset> with the
+    /// reason; a failed `fail` expectation commits nothing.
+    #[command(after_help = PROCESS_EXAMPLES)]
+    Process(ProcessArgs),
+    /// Show a dataset's quality results: each expectation of each run.
+    Quality(QualityArgs),
+    /// Compact a table's small files, optionally Z-ordered by columns.
+    Optimize(OptimizeArgs),
+    /// Enforce the zone policies: retention deletes and vacuum.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+const PROCESS_EXAMPLES: &str = "Examples:
+  tarn process user_events
+  tarn process raw/user_events --until cleansed
+  tarn process user_events --full-refresh --json";
+
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// The dataset, as NAME or raw/NAME.
+    pub dataset: String,
+    /// The last zone to produce.
+    #[arg(long, value_enum, default_value = "consumption")]
+    pub until: UntilArg,
+    /// Rebuild every stage from all of its input, not only what is new.
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Print the ProcessingResult as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum UntilArg {
+    Cleansed,
+    Curated,
+    Consumption,
+}
+
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// The dataset.
+    pub dataset: String,
+    /// How many of the newest runs to show.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Print JSON: one object per expectation per run.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OptimizeArgs {
+    /// The table, as ZONE/DATASET (e.g. curated/user_events).
+    pub table: String,
+    /// Z-order the files by these columns.
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    pub zorder: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Delete rows past their retention and vacuum unreferenced files, as
+    /// the `policies:` of tarn.yaml (and each dataset's overrides) say.
+    Apply {
+        /// Report what would be deleted without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const QUERY_EXAMPLES: &str = "Examples:

@@ -71,35 +71,48 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
         }
         Command::Demo { dir } => {
             let out = tarn::demo::run(&dir).await?;
-            out!(o, "tarn demo: a lake in {}\n", out.dir.display());
-            out!(
-                o,
-                "Ingested the bundled sample (incoming/user_events.csv) against incoming/user_events.avsc:"
-            );
-            print_ingest(o, &out.result);
-            let details = out.lake.catalog_show("user_events").await?;
-            out!(o);
-            print_details(o, &details);
             let cfg = out.dir.join("tarn.yaml");
             out!(
                 o,
-                "\nRead it with Python:  python3 -c \"import deltalake; print(deltalake.DeltaTable('{}').to_pyarrow_table())\"",
-                details.tables[0].location
+                "tarn demo: the user_events example (examples/user_events) in {}\n\
+                 Clickstream events with duplicates, late arrivals, PII and bad values, \
+                 and a countries reference table.\n",
+                out.dir.display()
             );
-            out!(
-                o,
-                "See the catalog:      tarn --config {} catalog show user_events",
-                cfg.display()
-            );
-            let sql = "SELECT event_type, count(*) AS events, sum(amount) AS amount \
-                       FROM raw.user_events GROUP BY event_type ORDER BY events DESC";
+            for (n, step) in out.steps.iter().enumerate() {
+                match step {
+                    tarn::demo::DemoStep::Ingest(file, result) => {
+                        out!(
+                            o,
+                            "{}. tarn ingest file --dataset {} --path {file}",
+                            n + 1,
+                            result.metadata.dataset
+                        );
+                        print_ingest(o, result);
+                    }
+                    tarn::demo::DemoStep::Process(result) => {
+                        out!(o, "{}. tarn process {}", n + 1, result.dataset);
+                        crate::process_cmd::print_processing(o, result);
+                    }
+                }
+                out!(o);
+            }
+            let sql = "SELECT * FROM consumption.daily_purchases ORDER BY day, event_type";
             let batches = out.lake.sql(sql).await?.collect().await?;
             out!(
                 o,
-                "Query it:             tarn --config {} query \"{sql}\"\n{}",
+                "The mart: tarn -c {} query \"{sql}\"\n{}",
                 cfg.display(),
                 tarn::query::output::pretty(&batches)?
             );
+            out!(o, "\nMore:");
+            out!(o, "  tarn -c {} quality user_events", cfg.display());
+            out!(
+                o,
+                "  tarn -c {} query \"SELECT event_id, email, card_number, country_name FROM curated.user_events LIMIT 5\"",
+                cfg.display()
+            );
+            out!(o, "  tarn -c {} catalog show user_events", cfg.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest(IngestCommand::File(args)) => {
@@ -138,6 +151,12 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Process(args) => crate::process_cmd::process(cli.config.as_deref(), args, o).await,
+        Command::Quality(args) => crate::process_cmd::quality(cli.config.as_deref(), args, o).await,
+        Command::Optimize(args) => {
+            crate::process_cmd::optimize(cli.config.as_deref(), args, o).await
+        }
+        Command::Policy(cmd) => crate::process_cmd::policy(cli.config.as_deref(), cmd, o).await,
         Command::Catalog(cmd) => {
             let lake = DataLake::open(TarnConfig::discover(cli.config.as_deref())?).await?;
             match cmd {

@@ -2,7 +2,9 @@
 //! error into one line on stderr and a non-zero exit status.
 
 mod args;
+#[macro_use]
 mod commands;
+mod process_cmd;
 mod progress;
 mod query_cmd;
 

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::storage::{ZoneRoots, resolve_location};
+use crate::pipeline::{
+    CleanseConfig, ConsumeConfig, CurateConfig, PipelineFile, ZonePolicies, ZonePolicy,
+};
+use crate::storage::{Zone, ZoneRoots, resolve_location};
 
 /// Name of the environment variable that points at the config file.
 pub const CONFIG_ENV: &str = "TARN_CONFIG";
@@ -36,6 +39,9 @@ pub struct TarnConfig {
     /// Named connections (file locations today; brokers, APIs and databases later).
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Per-zone policies (retention, vacuum, schema evolution, masking).
+    #[serde(default)]
+    pub policies: ZonePolicies,
     /// Per-dataset settings.
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetConfig>,
@@ -73,6 +79,9 @@ pub struct GovernanceConfig {
     /// Path of `compliance.yaml`.
     #[serde(default)]
     pub compliance_rules: Option<String>,
+    /// Salt of the `hash` and `tokenize` masks (env `TARN_MASKING_SALT` overrides it).
+    #[serde(default)]
+    pub masking_salt: Option<String>,
 }
 
 /// `processing:` batch size and threads.
@@ -244,6 +253,25 @@ pub struct DatasetConfig {
     /// Where the dataset's files come from: inline, or the name of an entry in `sources:`.
     #[serde(default)]
     pub source: Option<DatasetSource>,
+    /// Column classifications such as `email: pii`; they drive required masking.
+    #[serde(default)]
+    pub classifications: BTreeMap<String, String>,
+    /// Raw → cleansed: standardization, deduplication, masking.
+    #[serde(default)]
+    pub cleanse: Option<CleanseConfig>,
+    /// Cleansed → curated: expectations, enrichment, partitioning.
+    #[serde(default)]
+    pub curate: Option<CurateConfig>,
+    /// Curated → consumption: the marts.
+    #[serde(default)]
+    pub consume: Option<ConsumeConfig>,
+    /// A YAML file holding this dataset's `cleanse`, `curate` and `consume`
+    /// sections instead.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Overrides of the zone policies for this dataset.
+    #[serde(default)]
+    pub policies: ZonePolicies,
 }
 
 /// A dataset's source: a reference to `sources:` or an inline file source.
@@ -325,6 +353,7 @@ impl TarnConfig {
         config.base_dir = base_dir.to_path_buf();
         config.path = Some(file.to_path_buf());
         config.apply_env_overrides(env)?;
+        config.load_pipeline_files(env)?;
         config.validate(&expanded, &shown)?;
         Ok(config)
     }
@@ -360,6 +389,73 @@ impl TarnConfig {
         Ok(())
     }
 
+    /// Reads each `datasets.NAME.pipeline` file into the dataset's sections; a
+    /// section may be given inline or in the file, not both.
+    fn load_pipeline_files(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        let base = self.base_dir.clone();
+        for (name, ds) in &mut self.datasets {
+            let Some(file) = &ds.pipeline else { continue };
+            let path = if Path::new(file).is_absolute() {
+                PathBuf::from(file)
+            } else {
+                base.join(file)
+            };
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::Config(format!(
+                    "datasets.{name}.pipeline: cannot read {shown}: {e}"
+                ))
+            })?;
+            let expanded = expand_env(&text, &shown, env)?;
+            let de = serde_yaml_ng::Deserializer::from_str(&expanded);
+            let sections: PipelineFile = serde_path_to_error::deserialize(de).map_err(|e| {
+                let at = e
+                    .inner()
+                    .location()
+                    .map(|l| format!(":{}:{}", l.line(), l.column()))
+                    .unwrap_or_default();
+                Error::Config(format!(
+                    "{shown}{at}: {}: {}",
+                    e.path(),
+                    strip_location(e.inner())
+                ))
+            })?;
+            for (section, inline, from_file) in [
+                ("cleanse", ds.cleanse.is_some(), sections.cleanse.is_some()),
+                ("curate", ds.curate.is_some(), sections.curate.is_some()),
+                ("consume", ds.consume.is_some(), sections.consume.is_some()),
+            ] {
+                if inline && from_file {
+                    return Err(Error::Config(format!(
+                        "datasets.{name}: `{section}` is given both inline and in {shown}; keep one"
+                    )));
+                }
+            }
+            ds.cleanse = ds.cleanse.take().or(sections.cleanse);
+            ds.curate = ds.curate.take().or(sections.curate);
+            ds.consume = ds.consume.take().or(sections.consume);
+        }
+        Ok(())
+    }
+
+    /// The effective policy of `zone` for `dataset`: the zone's, with the
+    /// dataset's overrides.
+    pub fn policy(&self, zone: Zone, dataset: &str) -> ZonePolicy {
+        let base = self.policies.zone(zone);
+        match self.datasets.get(dataset) {
+            Some(ds) => base.overridden_by(ds.policies.zone(zone)),
+            None => base.clone(),
+        }
+    }
+
+    /// The masking salt: `TARN_MASKING_SALT`, else `governance.masking_salt`.
+    pub fn masking_salt(&self) -> Option<String> {
+        std::env::var("TARN_MASKING_SALT")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.governance.masking_salt.clone())
+    }
+
     fn validate(&self, text: &str, shown: &str) -> Result<()> {
         let at = |keys: &[&str]| {
             line_of(text, keys)
@@ -382,7 +478,21 @@ impl TarnConfig {
                 )));
             }
         }
+        if self.policies.raw.retention.is_some() {
+            return Err(Error::Config(format!(
+                "{}: policies.raw.retention: the raw zone is immutable; only erasure deletes \
+                 from it (set retention on cleansed or curated)",
+                at(&["policies", "raw", "retention"])
+            )));
+        }
         for (name, ds) in &self.datasets {
+            if ds.policies.raw.retention.is_some() {
+                return Err(Error::Config(format!(
+                    "{}: datasets.{name}.policies.raw.retention: the raw zone is immutable; \
+                     only erasure deletes from it",
+                    at(&["datasets", name, "policies"])
+                )));
+            }
             if let Some(schema) = &ds.schema {
                 let p = self.resolve_path(schema);
                 if !p.exists() {

@@ -1,7 +1,6 @@
-//! The per-dataset pipeline sections planned for `tarn.yaml`: `cleanse` (raw →
+//! The per-dataset pipeline sections of `tarn.yaml`: `cleanse` (raw →
 //! cleansed), `curate` (cleansed → curated) and `consume` (curated →
-//! consumption marts). `DatasetConfig` takes them once `tarn process` runs
-//! them; until then they are rejected there as unknown keys.
+//! consumption marts), which `tarn process` runs; and the zone policies.
 //!
 //! ```yaml
 //! datasets:
@@ -285,6 +284,9 @@ pub enum Unmatched {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Partitioning {
+    /// The timestamp column for `day`/`hour` [default: the dataset's `partition_key`].
+    #[serde(default)]
+    pub column: Option<String>,
     /// `day` or `hour` of the partition key, or `columns`.
     pub by: PartitionBy,
     /// The columns, with `by: columns`.
@@ -318,6 +320,105 @@ pub struct ConsumeConfig {
     /// Mart name → the SQL that defines it.
     #[serde(default)]
     pub marts: BTreeMap<String, String>,
+}
+
+/// `policies:` per zone (top level), or a dataset's overrides of them.
+///
+/// ```yaml
+/// policies:
+///   raw: { vacuum_hours: 168 }
+///   cleansed: { required_masking: [pii] }
+///   curated: { retention: { column: timestamp, days: 1095 }, vacuum_hours: 168 }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZonePolicies {
+    /// The raw zone (always immutable: only erasure deletes from it).
+    #[serde(default)]
+    pub raw: ZonePolicy,
+    /// The cleansed zone.
+    #[serde(default)]
+    pub cleansed: ZonePolicy,
+    /// The curated zone.
+    #[serde(default)]
+    pub curated: ZonePolicy,
+    /// The consumption zone.
+    #[serde(default)]
+    pub consumption: ZonePolicy,
+}
+
+/// The policy of one zone; every field unset means "no rule".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZonePolicy {
+    /// Delete rows older than this (not allowed on raw, which is immutable).
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// Vacuum files no version references any more once older than this many hours.
+    #[serde(default)]
+    pub vacuum_hours: Option<u64>,
+    /// How a stage treats new upstream columns: `strict` (the stage fails) or
+    /// `additive` (they are added to the zone table).
+    #[serde(default)]
+    pub schema_evolution: Option<crate::config::SchemaEvolution>,
+    /// Classifications (e.g. `pii`) whose columns must be masked by `cleanse`
+    /// before they reach this zone.
+    #[serde(default)]
+    pub required_masking: Vec<String>,
+}
+
+impl ZonePolicy {
+    /// This policy with every field `over` sets taken from `over`.
+    pub fn overridden_by(&self, over: &ZonePolicy) -> ZonePolicy {
+        ZonePolicy {
+            retention: over.retention.clone().or_else(|| self.retention.clone()),
+            vacuum_hours: over.vacuum_hours.or(self.vacuum_hours),
+            schema_evolution: over.schema_evolution.or(self.schema_evolution),
+            required_masking: if over.required_masking.is_empty() {
+                self.required_masking.clone()
+            } else {
+                over.required_masking.clone()
+            },
+        }
+    }
+}
+
+impl ZonePolicies {
+    /// The policy of `zone`.
+    pub fn zone(&self, zone: crate::Zone) -> &ZonePolicy {
+        match zone {
+            crate::Zone::Raw => &self.raw,
+            crate::Zone::Cleansed => &self.cleansed,
+            crate::Zone::Curated => &self.curated,
+            crate::Zone::Consumption => &self.consumption,
+        }
+    }
+}
+
+/// Rows whose `column` is older than `days` days are deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// A timestamp or date column.
+    pub column: String,
+    /// Age in days.
+    pub days: u32,
+}
+
+/// A dataset's pipeline sections kept in a file of their own
+/// (`datasets.NAME.pipeline: pipelines/NAME.yaml`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Raw → cleansed.
+    #[serde(default)]
+    pub cleanse: Option<CleanseConfig>,
+    /// Cleansed → curated.
+    #[serde(default)]
+    pub curate: Option<CurateConfig>,
+    /// Curated → consumption.
+    #[serde(default)]
+    pub consume: Option<ConsumeConfig>,
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! tarn's governance engine. Today it holds the [`MetadataStore`]: the catalog of
-//! datasets, their pinned schema versions, their ingestion runs and their table
-//! statistics, on SQLite
+//! datasets, their pinned schema versions, their runs, their table
+//! statistics, quality results and lineage facts, on SQLite
 //! (embedded, the default) or PostgreSQL, chosen by URL scheme.
 //!
 //! Depends on `tarn-common` only; ingest, zones and query depend on it.
@@ -11,7 +11,8 @@ mod sql_store;
 
 pub use error::{Error, Result};
 pub use model::{
-    ColumnStatistics, DatasetRecord, IngestionRun, RunStatus, SchemaVersion, TableStatistics,
+    ColumnLineage, ColumnStatistics, DatasetRecord, IngestionRun, LineageFact, LineageTable,
+    QualityResult, RunStatus, SchemaVersion, TableStatistics,
 };
 pub use sql_store::SqlMetadataStore;
 
@@ -57,6 +58,17 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn table_statistics(&self, zone: Zone, dataset: &str) -> Result<Option<TableStatistics>>;
     /// The stored statistics of every table.
     async fn all_table_statistics(&self) -> Result<Vec<TableStatistics>>;
+
+    /// Stores the results of a stage run's quality expectations.
+    async fn record_quality(&self, results: &[QualityResult]) -> Result<()>;
+    /// The newest quality results of a dataset, newest run first, at most
+    /// `limit` runs.
+    async fn quality_results(&self, dataset: &str, limit: usize) -> Result<Vec<QualityResult>>;
+
+    /// Stores what a job run read and wrote.
+    async fn record_lineage(&self, fact: &LineageFact) -> Result<()>;
+    /// Every lineage fact, oldest first.
+    async fn lineage_facts(&self) -> Result<Vec<LineageFact>>;
 }
 
 /// Opens the metadata store named by `url` and brings its schema up to date:

@@ -156,3 +156,69 @@ pub struct ColumnStatistics {
     /// The Delta version `distinct_count` was computed at.
     pub distinct_version: Option<i64>,
 }
+
+/// The outcome of one quality expectation in one stage run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityResult {
+    /// The stage run that evaluated it.
+    pub run_id: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// The stage, e.g. `curate`.
+    pub stage: String,
+    /// The expectation's name from `tarn.yaml`.
+    pub expectation: String,
+    /// Its kind, e.g. `not_null`, `between`, `freshness`.
+    pub check: String,
+    /// `warn`, `quarantine` or `fail`.
+    pub severity: String,
+    /// Whether every evaluated row (or the table-level check) passed.
+    pub passed: bool,
+    /// Rows the expectation looked at.
+    pub evaluated_rows: i64,
+    /// Rows that failed it (0 for a passing table-level check, 1 for a failing one
+    /// if it is not about rows).
+    pub failed_rows: i64,
+    /// What was measured, for table-level checks (e.g. the row count, the newest
+    /// timestamp).
+    pub observed: Option<String>,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A table at a Delta version, as a lineage endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineageTable {
+    /// `zone/dataset`, e.g. `cleansed/user_events`.
+    pub table: String,
+    /// The Delta version read or written.
+    pub version: Option<i64>,
+}
+
+/// One output column and the input columns it is computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnLineage {
+    /// The output column.
+    pub column: String,
+    /// `zone/dataset.column` of every input column it depends on.
+    pub inputs: Vec<String>,
+    /// How: `identity` (copied or renamed) or `transformation`.
+    pub kind: String,
+}
+
+/// What one job run read and wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineageFact {
+    /// The run (same id as its entry in the runs).
+    pub run_id: String,
+    /// The job, e.g. `cleanse:user_events` or `consume:daily_purchases`.
+    pub job: String,
+    /// Tables read, with the versions.
+    pub inputs: Vec<LineageTable>,
+    /// Tables written, with the versions committed.
+    pub outputs: Vec<LineageTable>,
+    /// Column-level mapping of the (first) output, where derivable.
+    pub columns: Vec<ColumnLineage>,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+}

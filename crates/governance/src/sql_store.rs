@@ -9,7 +9,10 @@ use tarn_common::Zone;
 
 use crate::MetadataStore;
 use crate::error::{Context, Error, Result};
-use crate::model::{DatasetRecord, IngestionRun, RunStatus, SchemaVersion, TableStatistics};
+use crate::model::{
+    DatasetRecord, IngestionRun, LineageFact, QualityResult, RunStatus, SchemaVersion,
+    TableStatistics,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -340,6 +343,114 @@ impl MetadataStore for SqlMetadataStore {
             .map(stats_from_row)
             .collect()
     }
+
+    async fn record_quality(&self, results: &[QualityResult]) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("store quality results")?;
+        for r in results {
+            sqlx::query(
+                "INSERT INTO quality_results (run_id, dataset, stage, expectation, check_kind, \
+                 severity, passed, evaluated_rows, failed_rows, observed, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&r.run_id)
+            .bind(&r.dataset)
+            .bind(&r.stage)
+            .bind(&r.expectation)
+            .bind(&r.check)
+            .bind(&r.severity)
+            .bind(i64::from(r.passed))
+            .bind(r.evaluated_rows)
+            .bind(r.failed_rows)
+            .bind(&r.observed)
+            .bind(ts(&r.recorded_at))
+            .execute(&mut *tx)
+            .await
+            .context("store quality results")?;
+        }
+        tx.commit().await.context("store quality results")?;
+        Ok(())
+    }
+
+    async fn quality_results(&self, dataset: &str, limit: usize) -> Result<Vec<QualityResult>> {
+        sqlx::query(
+            "SELECT q.* FROM quality_results q JOIN (SELECT run_id, max(recorded_at) AS at \
+             FROM quality_results WHERE dataset = $1 GROUP BY run_id \
+             ORDER BY at DESC, run_id DESC LIMIT $2) r ON q.run_id = r.run_id \
+             ORDER BY q.recorded_at DESC, q.run_id DESC, q.expectation",
+        )
+        .bind(dataset)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .context("read quality results")?
+        .iter()
+        .map(quality_from_row)
+        .collect()
+    }
+
+    async fn record_lineage(&self, fact: &LineageFact) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO lineage_facts (run_id, job, inputs, outputs, columns, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&fact.run_id)
+        .bind(&fact.job)
+        .bind(to_json(&fact.inputs)?)
+        .bind(to_json(&fact.outputs)?)
+        .bind(to_json(&fact.columns)?)
+        .bind(ts(&fact.recorded_at))
+        .execute(&self.pool)
+        .await
+        .context("store lineage")?;
+        Ok(())
+    }
+
+    async fn lineage_facts(&self) -> Result<Vec<LineageFact>> {
+        sqlx::query("SELECT * FROM lineage_facts ORDER BY recorded_at, run_id")
+            .fetch_all(&self.pool)
+            .await
+            .context("read lineage")?
+            .iter()
+            .map(lineage_from_row)
+            .collect()
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Corrupt(format!("lineage: {e}")))
+}
+
+fn quality_from_row(r: &AnyRow) -> Result<QualityResult> {
+    let ctx = "read quality results";
+    Ok(QualityResult {
+        run_id: r.try_get("run_id").context(ctx)?,
+        dataset: r.try_get("dataset").context(ctx)?,
+        stage: r.try_get("stage").context(ctx)?,
+        expectation: r.try_get("expectation").context(ctx)?,
+        check: r.try_get("check_kind").context(ctx)?,
+        severity: r.try_get("severity").context(ctx)?,
+        passed: r.try_get::<i64, _>("passed").context(ctx)? != 0,
+        evaluated_rows: r.try_get("evaluated_rows").context(ctx)?,
+        failed_rows: r.try_get("failed_rows").context(ctx)?,
+        observed: r.try_get("observed").context(ctx)?,
+        recorded_at: parse_ts(&r.try_get::<String, _>("recorded_at").context(ctx)?)?,
+    })
+}
+
+fn lineage_from_row(r: &AnyRow) -> Result<LineageFact> {
+    let ctx = "read lineage";
+    let text = |name: &str| -> Result<String> { r.try_get(name).context(ctx) };
+    fn parse<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T> {
+        serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("lineage {name}: {e}")))
+    }
+    Ok(LineageFact {
+        run_id: text("run_id")?,
+        job: text("job")?,
+        inputs: parse("inputs", &text("inputs")?)?,
+        outputs: parse("outputs", &text("outputs")?)?,
+        columns: parse("columns", &text("columns")?)?,
+        recorded_at: parse_ts(&text("recorded_at")?)?,
+    })
 }
 
 fn stats_from_row(r: &AnyRow) -> Result<TableStatistics> {

@@ -236,6 +236,15 @@ impl QueryEngine {
         Ok(plan)
     }
 
+    /// The zone tables `plan` reads, at the versions resolved when it was planned.
+    pub fn tables_read(plan: &LogicalPlan) -> Result<Vec<TableId>> {
+        Ok(PlanInputs::of(plan)?
+            .tables
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     /// DataFusion's "table 'tarn.raw.x' not found", with the tables that exist.
     async fn explain_missing_table(&self, e: datafusion::error::DataFusionError) -> Error {
         let msg = e.find_root().to_string();

@@ -1,17 +1,49 @@
-//! `tarn demo`: a lake in a directory, a bundled sample with good and bad
-//! records, one ingest, and what landed where.
+//! `tarn demo`: the `examples/user_events` lake, run end to end in a
+//! directory: the countries reference table and the first day of events are
+//! ingested and processed through every zone, then the second day (late
+//! arrivals, re-sent events) is ingested and processed incrementally.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::{DataLake, DataSpec, IngestionResult};
+use crate::{DataLake, IngestionResult, ProcessingResult, TarnConfig};
 
-/// The bundled sample schema.
-pub const SAMPLE_AVSC: &str = include_str!("../sample/user_events.avsc");
-/// The bundled sample: 18 records, 5 of them invalid (a bad timestamp, a
-/// missing required field, an unknown enum symbol, an unbalanced quote and an
-/// extra field).
-pub const SAMPLE_CSV: &str = include_str!("../sample/user_events.csv");
+/// The example's files, bundled into the binary: (path in the lake dir, text).
+const FILES: [(&str, &str); 6] = [
+    (
+        "tarn.yaml",
+        include_str!("../../../examples/user_events/tarn.yaml"),
+    ),
+    (
+        "compliance.yaml",
+        include_str!("../../../examples/user_events/compliance.yaml"),
+    ),
+    (
+        "user_events.avsc",
+        include_str!("../../../examples/user_events/user_events.avsc"),
+    ),
+    (
+        "data/countries.csv",
+        include_str!("../../../examples/user_events/data/countries.csv"),
+    ),
+    (
+        "data/day1/user_events.csv",
+        include_str!("../../../examples/user_events/data/day1/user_events.csv"),
+    ),
+    (
+        "data/day2/user_events.csv",
+        include_str!("../../../examples/user_events/data/day2/user_events.csv"),
+    ),
+];
+
+/// One step of the demo.
+#[derive(Debug)]
+pub enum DemoStep {
+    /// An ingest, with what it ingested.
+    Ingest(String, IngestionResult),
+    /// A `process` run.
+    Process(ProcessingResult),
+}
 
 /// What the demo did.
 #[derive(Debug)]
@@ -20,37 +52,55 @@ pub struct DemoOutcome {
     pub lake: DataLake,
     /// The lake's directory.
     pub dir: PathBuf,
-    /// The ingest's result.
-    pub result: IngestionResult,
+    /// The steps, in order.
+    pub steps: Vec<DemoStep>,
 }
 
-/// Creates (or reuses) a lake in `dir`, writes the sample under `dir/incoming`
-/// and ingests it into `user_events`, partitioned by the event date. A second
-/// run finds the file already ingested and writes nothing.
+/// Writes the example into `dir` (keeping files that exist) and runs it. A
+/// second run finds everything ingested and processed, and writes nothing.
 pub async fn run(dir: &Path) -> Result<DemoOutcome> {
-    let (lake, _) = DataLake::init(dir).await?;
-    let incoming = dir.join("incoming");
-    std::fs::create_dir_all(&incoming).map_err(|source| Error::Io {
-        path: incoming.display().to_string(),
-        source,
-    })?;
-    let write = |name: &str, text: &str| {
-        let p = incoming.join(name);
-        std::fs::write(&p, text).map_err(|source| Error::Io {
-            path: p.display().to_string(),
+    for (name, text) in FILES {
+        let path = dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        std::fs::write(&path, text).map_err(|source| Error::Io {
+            path: path.display().to_string(),
             source,
         })?;
-        Ok::<_, Error>(p)
-    };
-    let avsc = write("user_events.avsc", SAMPLE_AVSC)?;
-    let csv = write("user_events.csv", SAMPLE_CSV)?;
-    let spec = DataSpec::new("user_events", csv.display().to_string())
-        .with_schema(avsc.display().to_string())
-        .with_partition_key("timestamp");
-    let result = lake.ingest_data("file", spec).await?;
+    }
+    let lake = DataLake::open(TarnConfig::load(&dir.join("tarn.yaml"))?).await?;
+    let mut steps = Vec::new();
+    let countries = lake.spec_for("countries");
+    steps.push(DemoStep::Ingest(
+        "data/countries.csv".into(),
+        lake.ingest_data("file", countries).await?,
+    ));
+    for day in ["day1", "day2"] {
+        let file = format!("data/{day}/user_events.csv");
+        let mut spec = lake.spec_for("user_events");
+        spec.paths = vec![dir.join(&file).display().to_string()];
+        steps.push(DemoStep::Ingest(
+            file.clone(),
+            lake.ingest_data("file", spec).await?,
+        ));
+        let processed = lake.process_data("user_events").await?;
+        if let Some(e) = &processed.error {
+            return Err(Error::Invalid(format!(
+                "demo: processing {file} failed: {e}"
+            )));
+        }
+        steps.push(DemoStep::Process(processed));
+    }
     Ok(DemoOutcome {
         lake,
         dir: dir.to_path_buf(),
-        result,
+        steps,
     })
 }

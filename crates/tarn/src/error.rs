@@ -12,6 +12,9 @@ pub enum Error {
     /// A query failed.
     #[error(transparent)]
     Query(#[from] tarn_query::Error),
+    /// A zone stage, policy or optimize failed.
+    #[error(transparent)]
+    Zones(#[from] tarn_zones::Error),
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] tarn_governance::Error),

@@ -9,6 +9,9 @@ use tarn_common::{TarnConfig, Zone};
 use tarn_governance::MetadataStore;
 use tarn_ingest::{DataSpec, IngestContext, IngestionResult, IngestionStatus, Progress};
 use tarn_query::{Query, QueryEngine, QueryStream, StatisticsManager};
+use tarn_zones::optimize::OptimizeReport;
+use tarn_zones::policy::PolicyAction;
+use tarn_zones::{MartPlanner, ProcessOptions, ProcessingResult, StageStatus, ZoneContext};
 
 use crate::error::{Error, Result};
 
@@ -179,5 +182,105 @@ impl DataLake {
             }
         }
         Ok(result)
+    }
+
+    /// The zone pipelines' view of this lake.
+    fn zones(&self) -> Result<ZoneContext> {
+        Ok(ZoneContext::new(
+            self.config.clone(),
+            self.metadata.clone(),
+        )?)
+    }
+
+    /// Promotes what is new in a dataset's raw table through the cleansed,
+    /// curated and consumption zones (the seed's `process_data(location)`).
+    /// `location` is a dataset name or `raw/<dataset>`.
+    pub async fn process_data(&self, location: &str) -> Result<ProcessingResult> {
+        self.process_with(location, ProcessOptions::default()).await
+    }
+
+    /// [`process_data`](Self::process_data) up to a zone, or from scratch.
+    pub async fn process_with(
+        &self,
+        location: &str,
+        options: ProcessOptions,
+    ) -> Result<ProcessingResult> {
+        let dataset = match location.split_once('/') {
+            None => location,
+            Some(("raw", d)) if !d.is_empty() && !d.contains('/') => d,
+            Some(_) => {
+                return Err(Error::Invalid(format!(
+                    "`{location}`: give a dataset name or raw/<dataset>"
+                )));
+            }
+        };
+        let planner = EnginePlanner(self.query.clone());
+        let result = tarn_zones::process(&self.zones()?, &planner, dataset, options).await?;
+        for stage in &result.stages {
+            if stage.status != StageStatus::Succeeded {
+                continue;
+            }
+            let Some((zone, name)) = stage.table.split_once('/') else {
+                continue;
+            };
+            let Ok(zone) = zone.parse::<Zone>() else {
+                continue;
+            };
+            if let Err(e) = self.statistics().refresh(zone, name).await {
+                tracing::warn!(table = %stage.table, "statistics not refreshed: {e}");
+            }
+        }
+        Ok(result)
+    }
+
+    /// Enforces the zone policies (retention, vacuum); with `dry_run`, only
+    /// reports what would be deleted.
+    pub async fn apply_policies(&self, dry_run: bool) -> Result<Vec<PolicyAction>> {
+        Ok(tarn_zones::policy::apply(&self.zones()?, dry_run).await?)
+    }
+
+    /// Compacts a table's small files, Z-ordering them by `zorder` if given.
+    pub async fn optimize(
+        &self,
+        zone: Zone,
+        dataset: &str,
+        zorder: &[String],
+    ) -> Result<OptimizeReport> {
+        let target = self
+            .config
+            .datasets
+            .get(dataset)
+            .and_then(|d| d.curate.as_ref()?.partition.as_ref())
+            .map(|p| p.target_file_mib);
+        Ok(tarn_zones::optimize::optimize(&self.zones()?, zone, dataset, zorder, target).await?)
+    }
+
+    /// The quality results of a dataset's newest `runs` stage runs.
+    pub async fn quality_history(
+        &self,
+        dataset: &str,
+        runs: usize,
+    ) -> Result<Vec<tarn_governance::QualityResult>> {
+        Ok(self.metadata.quality_results(dataset, runs).await?)
+    }
+}
+
+/// Plans mart SQL with the lake's query engine.
+struct EnginePlanner(QueryEngine);
+
+#[async_trait::async_trait]
+impl MartPlanner for EnginePlanner {
+    async fn plan(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<(datafusion::dataframe::DataFrame, Vec<(String, i64)>), String> {
+        let plan = self.0.plan_sql(sql).await.map_err(|e| e.to_string())?;
+        let tables = QueryEngine::tables_read(&plan)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|t| (format!("{}/{}", t.zone, t.name), t.version))
+            .collect();
+        let df = datafusion::dataframe::DataFrame::new(self.0.session().state(), plan);
+        Ok((df, tables))
     }
 }

@@ -7,8 +7,9 @@
 //! tarn-common      config (tarn.yaml), dataset schemas, zone locations
 //!   └─ tarn-governance   MetadataStore: catalog, schema versions, runs (SQLite/PostgreSQL)
 //!        ├─ tarn-ingest  DataIngestionPipeline: connectors → DataValidator → raw zone + quarantine
+//!        ├─ tarn-zones   ZoneManager: cleanse → curate → consume stages, quality, policies
 //!        └─ tarn-query   QueryEngine: DataFusion over the zones, structured queries, cache, cost
-//!             └─ tarn    DataLake: open, ingest_data, query_data, catalog (this crate)
+//!             └─ tarn    DataLake: open, ingest_data, process_data, query_data, catalog (this crate)
 //!                  └─ tarn-cli   the `tarn` binary
 //! ```
 //!
@@ -16,6 +17,10 @@
 //! against the dataset's schema; valid rows land in the raw zone's Delta table
 //! at `<raw root>/<dataset>`, invalid ones in `<raw root>/_quarantine/<dataset>`
 //! with a reason, and the run's reconciled counts go to the catalog.
+//!
+//! [`DataLake::process_data`] then promotes what is new in raw through the
+//! cleansed, curated and consumption zones, as the dataset's `cleanse`,
+//! `curate` and `consume` sections in `tarn.yaml` declare.
 //!
 //! ```no_run
 //! # async fn f() -> tarn::Result<()> {
@@ -32,6 +37,11 @@
 //!     .select(["user_id", "event_type"])
 //!     .filter("event_type", Predicate::Eq("purchase".into()));
 //! let batches = lake.query_data(&query).await?.collect().await?;
+//!
+//! let processed = lake.process_data("raw/user_events").await?;
+//! for stage in &processed.stages {
+//!     println!("{}: {} in, {} out", stage.stage, stage.rows_in, stage.rows_out);
+//! }
 //! # Ok(()) }
 //! ```
 
@@ -45,7 +55,7 @@ pub use error::{Error, Result};
 pub use lake::DataLake;
 pub use tarn_common::config::{CsvOptions, SchemaEvolution};
 pub use tarn_common::{DatasetSchema, TarnConfig, Zone};
-pub use tarn_governance::{IngestionRun, RunStatus, SchemaVersion};
+pub use tarn_governance::{IngestionRun, LineageFact, QualityResult, RunStatus, SchemaVersion};
 pub use tarn_ingest::{
     DataSpec, Format, IngestionMetadata, IngestionResult, IngestionStatus, Progress,
 };
@@ -55,3 +65,6 @@ pub use tarn_query::{
     CacheStats, CacheStatus, Condition, Explanation, OutputFormat, PartitionDate, Predicate,
     Principal, Query, QueryEngine, QueryStream,
 };
+/// Zone pipelines: stages, quality, enrichment, partitioning, policies.
+pub use tarn_zones as zones;
+pub use tarn_zones::{ProcessOptions, ProcessingResult, StageResult, StageStatus};

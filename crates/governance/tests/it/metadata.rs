@@ -5,12 +5,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use sqlx::Connection;
 use tarn_common::Zone;
 use tarn_governance::{
-    ColumnStatistics, DatasetRecord, IngestionRun, MetadataStore, RunStatus, TableStatistics,
-    connect,
+    ColumnLineage, ColumnStatistics, DatasetRecord, IngestionRun, LineageFact, LineageTable,
+    MetadataStore, QualityResult, RunStatus, TableStatistics, connect,
 };
 
 fn postgres_url() -> String {
@@ -263,6 +263,82 @@ async fn table_statistics_are_replaced_per_table() {
                 .collect::<Vec<_>>(),
             [(Zone::Curated, 7), (Zone::Raw, 2)]
         );
+    })
+    .await;
+}
+
+fn quality(run: &str, expectation: &str, passed: bool, offset_s: i64) -> QualityResult {
+    QualityResult {
+        run_id: run.into(),
+        dataset: "ev".into(),
+        stage: "curate".into(),
+        expectation: expectation.into(),
+        check: "not_null".into(),
+        severity: "warn".into(),
+        passed,
+        evaluated_rows: 10,
+        failed_rows: if passed { 0 } else { 3 },
+        observed: (!passed).then(|| "3 nulls".to_string()),
+        recorded_at: (Utc::now() + Duration::seconds(offset_s)).trunc_subsecs(6),
+    }
+}
+
+#[tokio::test]
+async fn quality_results_are_kept_per_run_newest_first() {
+    each_backend(|store| async move {
+        store
+            .record_quality(&[quality("r1", "a", true, 0), quality("r1", "b", false, 0)])
+            .await
+            .unwrap();
+        store
+            .record_quality(&[quality("r2", "a", false, 5)])
+            .await
+            .unwrap();
+        let mut other = quality("r3", "a", true, 9);
+        other.dataset = "other".into();
+        store.record_quality(&[other]).await.unwrap();
+
+        let all = store.quality_results("ev", 10).await.unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|q| (q.run_id.as_str(), q.expectation.as_str(), q.passed))
+                .collect::<Vec<_>>(),
+            [("r2", "a", false), ("r1", "a", true), ("r1", "b", false)]
+        );
+        assert_eq!(all[2].observed.as_deref(), Some("3 nulls"));
+        assert_eq!((all[2].evaluated_rows, all[2].failed_rows), (10, 3));
+        let newest = store.quality_results("ev", 1).await.unwrap();
+        assert_eq!(newest.len(), 1, "the limit counts runs");
+        assert_eq!(newest[0].run_id, "r2");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lineage_facts_round_trip_in_order() {
+    each_backend(|store| async move {
+        let fact = |run: &str, offset_s: i64| LineageFact {
+            run_id: run.into(),
+            job: format!("cleanse:ev:{run}"),
+            inputs: vec![LineageTable {
+                table: "raw/ev".into(),
+                version: Some(3),
+            }],
+            outputs: vec![LineageTable {
+                table: "cleansed/ev".into(),
+                version: Some(1),
+            }],
+            columns: vec![ColumnLineage {
+                column: "email".into(),
+                inputs: vec!["raw/ev.email".into()],
+                kind: "transformation".into(),
+            }],
+            recorded_at: (Utc::now() + Duration::seconds(offset_s)).trunc_subsecs(6),
+        };
+        let (late, early) = (fact("b", 5), fact("a", 0));
+        store.record_lineage(&late).await.unwrap();
+        store.record_lineage(&early).await.unwrap();
+        assert_eq!(store.lineage_facts().await.unwrap(), [early, late]);
     })
     .await;
 }

@@ -7,10 +7,9 @@ use arrow::array::{
     Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
-use tarn::demo::{SAMPLE_AVSC, SAMPLE_CSV};
 use tarn::{DataSpec, Format, IngestionStatus, RunStatus, SchemaEvolution, Zone};
 
-use crate::support::{TestLake, each_backend};
+use crate::support::{SAMPLE_AVSC, SAMPLE_CSV, TestLake, each_backend};
 
 fn rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
+use crate::support::{SAMPLE_AVSC, SAMPLE_CSV};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use sqllogictest::{DBOutput, DefaultColumnType};
 use tarn::DataLake;
-use tarn::demo::{SAMPLE_AVSC, SAMPLE_CSV};
 
 struct TarnDb {
     lake: DataLake,

@@ -18,6 +18,12 @@ use tarn::{DataLake, TarnConfig, Zone};
 use tarn_ingest::load_table;
 use url::Url;
 
+/// The sample schema.
+pub const SAMPLE_AVSC: &str = include_str!("../../sample/user_events.avsc");
+/// 18 records, 5 of them invalid (a bad timestamp, a missing required field,
+/// an unknown enum symbol, an unbalanced quote and an extra field).
+pub const SAMPLE_CSV: &str = include_str!("../../sample/user_events.csv");
+
 /// A lake on one backend, plus a place to put input files on the same backend.
 pub struct TestLake {
     pub lake: DataLake,

@@ -1,0 +1,322 @@
+//! CleansedZone: raw → cleansed. Standardizes what was committed to raw since
+//! the last run, quarantines values that cannot be standardized, keeps the
+//! latest row per key, and upserts (Delta MERGE) into the cleansed table in
+//! one commit that records the raw version it covers.
+
+use std::collections::HashMap;
+
+use deltalake::DeltaTable;
+use deltalake::operations::write::SchemaMode;
+use tarn_common::pipeline::CleanseConfig;
+use tarn_common::{Zone, config::SchemaEvolution};
+use tarn_governance::ColumnLineage;
+
+use crate::cleanse::{REASON, plan_columns, standardize};
+use crate::error::{Context, Error, Result};
+use crate::result::StageResult;
+use crate::stage::{StageRun, ZoneContext, counts, register};
+use crate::table::{self, WriteOptions, ident};
+
+/// The `txn` application id under which a stage records its upstream version.
+pub(crate) fn app_id(stage: &str) -> String {
+    format!("tarn.{stage}")
+}
+
+/// Runs the cleanse stage of `dataset`.
+pub async fn process(ctx: &ZoneContext, dataset: &str, full_refresh: bool) -> Result<StageResult> {
+    let mut run = StageRun::start(ctx, "cleanse", dataset, format!("cleansed/{dataset}")).await?;
+    let outcome = run_stage(ctx, dataset, full_refresh, &mut run).await;
+    run.finish(ctx, outcome).await
+}
+
+async fn run_stage(
+    ctx: &ZoneContext,
+    dataset: &str,
+    full_refresh: bool,
+    run: &mut StageRun,
+) -> Result<()> {
+    let config = ctx
+        .config
+        .datasets
+        .get(dataset)
+        .and_then(|d| d.cleanse.clone())
+        .unwrap_or_default();
+    let options = &ctx.roots.options;
+    let raw_url = ctx.table_url(Zone::Raw, dataset);
+    let raw = table::load(&raw_url, options).await?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "dataset `{dataset}` has no raw table at {raw_url}: ingest it first"
+        ))
+    })?;
+    let raw_version = table::version(&raw);
+    let url = ctx.table_url(Zone::Cleansed, dataset);
+    let target = table::load(&url, options).await?;
+    let app = app_id("cleanse");
+    let last = match (&target, full_refresh) {
+        (Some(t), false) => table::consumed_version(t, &app).await?,
+        _ => None,
+    };
+    run.input(format!("raw/{dataset}"), raw_version);
+    if last >= Some(raw_version) {
+        return Ok(());
+    }
+    let session = ctx.session();
+    let adds = match last {
+        Some(v) => Some(table::added_since(&raw, v).await?),
+        None => None,
+    };
+    if adds.as_ref().is_some_and(Vec::is_empty) {
+        // Commits without new data (e.g. a schema change): nothing to do.
+        return Ok(());
+    }
+    let input = session
+        .read_table(table::provider(&raw, &session, adds).await?)
+        .context(|| format!("read {raw_url}"))?;
+    let salt = salt_for(ctx, &config)?;
+    let plans = plan_columns(input.schema(), &config, &salt).map_err(Error::Invalid)?;
+    run.columns = plans
+        .iter()
+        .map(|p| ColumnLineage {
+            column: p.name.clone(),
+            inputs: vec![format!("raw/{dataset}.{}", p.source)],
+            kind: if p.sql == ident(&p.source) {
+                "identity".into()
+            } else {
+                "transformation".into()
+            },
+        })
+        .collect();
+    let standardized = standardize(input, &config, &salt).map_err(Error::Invalid)?;
+    register(&session, "standardized", standardized)?;
+
+    let c = counts(
+        &session,
+        &format!("SELECT count(*), count({REASON}) FROM standardized"),
+    )
+    .await?;
+    let (rows_in, bad) = (c[0], c[1]);
+    run.result.rows_in = rows_in;
+    run.result.rows_quarantined = bad;
+
+    let columns: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let select = columns
+        .iter()
+        .map(|c| ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let good_sql = match &config.dedup {
+        Some(d) => {
+            for k in d.keys.iter().chain([&d.order_by]) {
+                if !columns.contains(k) {
+                    return Err(Error::Invalid(format!(
+                        "cleanse.dedup names `{k}`, which is not an output column ({})",
+                        columns.join(", ")
+                    )));
+                }
+            }
+            let keys = d
+                .keys
+                .iter()
+                .map(|k| ident(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "SELECT {select} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} \
+                 ORDER BY {} DESC NULLS LAST) AS _tarn_rank FROM standardized \
+                 WHERE {REASON} IS NULL) WHERE _tarn_rank = 1",
+                ident(&d.order_by)
+            )
+        }
+        None => format!("SELECT {select} FROM standardized WHERE {REASON} IS NULL"),
+    };
+    let good = session
+        .sql(&good_sql)
+        .await
+        .context(|| "plan the cleansed rows".into())?;
+    register(&session, "good", good.clone())?;
+    let rows_out = counts(&session, "SELECT count(*) FROM good").await?[0];
+    run.result.rows_out = rows_out;
+    run.result.rows_deduplicated = rows_in - bad - rows_out;
+
+    let txns = [(app.clone(), raw_version)];
+    let props = || table::commit_properties(&txns, run.run_id());
+    // Quarantine first, under the same txn: a crash between the two commits
+    // leaves the quarantine done and the rerun skips it.
+    let q_url = ctx.quarantine_url(Zone::Cleansed, dataset);
+    let quarantine = table::load(&q_url, options).await?;
+    let q_done = match &quarantine {
+        Some(q) if !full_refresh => table::consumed_version(q, &app).await? >= Some(raw_version),
+        _ => false,
+    };
+    if !q_done && (bad > 0 || (full_refresh && quarantine.is_some())) {
+        let rows = session
+            .sql(&format!(
+                "SELECT *, '{}' AS _run_id FROM standardized WHERE {REASON} IS NOT NULL",
+                run.run_id()
+            ))
+            .await
+            .context(|| "plan the quarantined rows".into())?;
+        let q = match quarantine {
+            Some(q) => q,
+            None => table::uninitialized(&q_url, options)?,
+        };
+        let options = WriteOptions {
+            overwrite: full_refresh,
+            ..Default::default()
+        };
+        table::write(q, rows, options, props()).await?;
+    }
+
+    let evolution = ctx
+        .config
+        .policy(Zone::Cleansed, dataset)
+        .schema_evolution
+        .unwrap_or_default();
+    let written = match target {
+        Some(t) if !full_refresh => {
+            check_new_columns(&t, &columns, evolution, &url)?;
+            if rows_out == 0 {
+                run.result.version = Some(table::commit_marker(&t, props()).await?);
+                return Ok(());
+            }
+            match &config.dedup {
+                Some(d) => {
+                    merge(
+                        t,
+                        good,
+                        &columns,
+                        &d.keys,
+                        Some(&d.order_by),
+                        evolution,
+                        props(),
+                    )
+                    .await?
+                }
+                None => table::write(t, good, WriteOptions::default(), props()).await?,
+            }
+        }
+        existing => {
+            let t = match existing {
+                Some(t) => t,
+                None => table::uninitialized(&url, options)?,
+            };
+            // The change data feed lets the curate stage read only what changed.
+            let options = WriteOptions {
+                overwrite: full_refresh,
+                configuration: HashMap::from([(
+                    "delta.enableChangeDataFeed".to_string(),
+                    Some("true".to_string()),
+                )]),
+                schema_mode: full_refresh.then_some(SchemaMode::Overwrite),
+                ..Default::default()
+            };
+            table::write(t, good, options, props()).await?
+        }
+    };
+    run.result.version = Some(table::version(&written));
+    Ok(())
+}
+
+/// Upserts `source` into `target` by `keys`. With `order_by`, a newer row
+/// (by that column) replaces the stored one and an older one changes nothing;
+/// without, the source row always wins.
+pub(crate) async fn merge(
+    target: DeltaTable,
+    source: datafusion::dataframe::DataFrame,
+    columns: &[String],
+    keys: &[String],
+    order_by: Option<&str>,
+    evolution: SchemaEvolution,
+    props: deltalake::kernel::transaction::CommitProperties,
+) -> Result<DeltaTable> {
+    let url = target.table_url().clone();
+    let on = keys
+        .iter()
+        .map(|k| format!("target.{0} = source.{0}", ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let err = |e| Error::delta(&url, e);
+    let (table, _metrics) = target
+        .merge(source, on)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_merge_schema(evolution == SchemaEvolution::Additive)
+        .with_commit_properties(props)
+        .when_matched_update(|mut u| {
+            if let Some(order) = order_by.map(ident) {
+                u = u.predicate(format!(
+                    "source.{order} >= target.{order} OR target.{order} IS NULL"
+                ));
+            }
+            for c in columns {
+                u = u.update(
+                    datafusion::common::Column::new_unqualified(c),
+                    format!("source.{}", ident(c)),
+                );
+            }
+            u
+        })
+        .map_err(err)?
+        .when_not_matched_insert(|mut i| {
+            for c in columns {
+                i = i.set(
+                    datafusion::common::Column::new_unqualified(c),
+                    format!("source.{}", ident(c)),
+                );
+            }
+            i
+        })
+        .map_err(err)?
+        .await
+        .map_err(err)?;
+    Ok(table)
+}
+
+/// Under `strict` evolution, output columns the table lacks are an error.
+pub(crate) fn check_new_columns(
+    table: &DeltaTable,
+    columns: &[String],
+    evolution: SchemaEvolution,
+    url: &url::Url,
+) -> Result<()> {
+    if evolution == SchemaEvolution::Additive {
+        return Ok(());
+    }
+    let schema = table.snapshot().map_err(|e| Error::delta(url, e))?.schema();
+    let new: Vec<&String> = columns
+        .iter()
+        .filter(|c| schema.field(c).is_none())
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{url} has no column{} {}: the zone's schema evolution is strict \
+         (set `schema_evolution: additive` in the zone's policies to add them)",
+        if new.len() > 1 { "s" } else { "" },
+        new.iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// The masking salt, required when a `hash` or `tokenize` mask is configured.
+fn salt_for(ctx: &ZoneContext, config: &CleanseConfig) -> Result<String> {
+    use tarn_common::pipeline::{Mask, MaskKind};
+    let needs = config.mask.values().any(|m| {
+        matches!(
+            m,
+            Mask::Kind(MaskKind::Hash) | Mask::Kind(MaskKind::Tokenize)
+        )
+    });
+    match ctx.config.masking_salt() {
+        Some(s) => Ok(s),
+        None if needs => Err(Error::Invalid(
+            "a hash or tokenize mask needs a salt: set governance.masking_salt in tarn.yaml \
+             (e.g. masking_salt: ${MY_SALT}) or the TARN_MASKING_SALT environment variable"
+                .into(),
+        )),
+        None => Ok(String::new()),
+    }
+}

@@ -1,0 +1,111 @@
+//! ConsumptionZone: marts defined as SQL over the lake, materialized as Delta
+//! tables. A mart is rebuilt when a table it reads has a new version, and only
+//! then: the versions it was built from are recorded in its commit.
+
+use async_trait::async_trait;
+use datafusion::dataframe::DataFrame;
+use deltalake::operations::write::SchemaMode;
+use tarn_common::Zone;
+
+use crate::error::{Error, Result};
+use crate::result::StageResult;
+use crate::stage::{StageRun, ZoneContext, counts, register};
+use crate::table::{self, WriteOptions};
+
+/// Plans mart SQL over the lake's catalog (the query engine does this).
+#[async_trait]
+pub trait MartPlanner: Send + Sync {
+    /// The plan of `sql`, and every zone table it reads as (`zone/name`,
+    /// Delta version).
+    async fn plan(&self, sql: &str)
+    -> std::result::Result<(DataFrame, Vec<(String, i64)>), String>;
+}
+
+/// The `txn` application id that records the version of `input` a mart was
+/// built from.
+fn input_app_id(input: &str) -> String {
+    format!("tarn.mart:{input}")
+}
+
+/// Refreshes every mart of `dataset` whose inputs changed.
+pub async fn process(
+    ctx: &ZoneContext,
+    planner: &dyn MartPlanner,
+    dataset: &str,
+    full_refresh: bool,
+) -> Result<Vec<StageResult>> {
+    let marts = ctx
+        .config
+        .datasets
+        .get(dataset)
+        .and_then(|d| d.consume.as_ref())
+        .map(|c| c.marts.clone())
+        .unwrap_or_default();
+    let mut results = Vec::new();
+    for (name, sql) in &marts {
+        let mut run =
+            StageRun::start(ctx, "consume", dataset, format!("consumption/{name}")).await?;
+        let outcome = refresh(ctx, planner, name, sql, full_refresh, &mut run).await;
+        let result = run.finish(ctx, outcome).await?;
+        let failed = result.error.is_some();
+        results.push(result);
+        if failed {
+            break;
+        }
+    }
+    Ok(results)
+}
+
+async fn refresh(
+    ctx: &ZoneContext,
+    planner: &dyn MartPlanner,
+    name: &str,
+    sql: &str,
+    full_refresh: bool,
+    run: &mut StageRun,
+) -> Result<()> {
+    let (df, inputs) = planner
+        .plan(sql)
+        .await
+        .map_err(|e| Error::Invalid(format!("mart `{name}`: {e}")))?;
+    for (table, version) in &inputs {
+        run.input(table.clone(), *version);
+    }
+    let url = ctx.table_url(Zone::Consumption, name);
+    let target = table::load(&url, &ctx.roots.options).await?;
+    if let Some(t) = &target
+        && !full_refresh
+    {
+        let mut current = true;
+        for (input, version) in &inputs {
+            current &= table::consumed_version(t, &input_app_id(input)).await? == Some(*version);
+        }
+        if current {
+            return Ok(());
+        }
+    }
+    let session = ctx.session();
+    register(&session, "mart", df.clone())?;
+    let rows = counts(&session, "SELECT count(*) FROM mart").await?[0];
+    run.result.rows_in = rows;
+    run.result.rows_out = rows;
+    let txns: Vec<(String, i64)> = inputs.iter().map(|(t, v)| (input_app_id(t), *v)).collect();
+    let t = match target {
+        Some(t) => t,
+        None => table::uninitialized(&url, &ctx.roots.options)?,
+    };
+    let options = WriteOptions {
+        overwrite: true,
+        schema_mode: Some(SchemaMode::Overwrite),
+        ..Default::default()
+    };
+    let written = table::write(
+        t,
+        df,
+        options,
+        table::commit_properties(&txns, run.run_id()),
+    )
+    .await?;
+    run.result.version = Some(table::version(&written));
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! DataPartitioner: the curated table's partition columns, from the date or
+//! hour of a timestamp column or from listed columns.
+
+use tarn_common::pipeline::{PartitionBy, Partitioning};
+
+use crate::error::{Error, Result};
+use crate::table::ident;
+
+/// The partition date column tarn adds (as raw ingest does).
+pub const DATE_COLUMN: &str = "_partition_date";
+/// The partition hour column tarn adds with `by: hour`.
+pub const HOUR_COLUMN: &str = "_partition_hour";
+
+/// The SQL that adds the partition columns to view `enriched`, and the
+/// partition columns. `partition_key` is the dataset's default column.
+pub fn partition_sql(
+    spec: Option<&Partitioning>,
+    partition_key: Option<&str>,
+    columns: &[String],
+) -> Result<(String, Vec<String>)> {
+    let Some(spec) = spec else {
+        return Ok(("SELECT * FROM enriched".into(), Vec::new()));
+    };
+    let column = || {
+        spec.column
+            .as_deref()
+            .or(partition_key)
+            .ok_or_else(|| {
+                Error::Invalid(
+                    "curate.partition by day or hour needs a column: set partition.column or \
+                     the dataset's partition_key"
+                        .into(),
+                )
+            })
+            .and_then(|c| {
+                if columns.iter().any(|x| x == c) {
+                    Ok(ident(c))
+                } else {
+                    Err(Error::Invalid(format!(
+                        "curate.partition: `{c}` is not a column ({})",
+                        columns.join(", ")
+                    )))
+                }
+            })
+    };
+    // Replace partition columns the input already has (raw adds _partition_date).
+    let without = |drop: &[&str]| {
+        let kept: Vec<String> = columns
+            .iter()
+            .filter(|c| !drop.contains(&c.as_str()))
+            .map(|c| ident(c))
+            .collect();
+        kept.join(", ")
+    };
+    match spec.by {
+        PartitionBy::Day => {
+            let c = column()?;
+            Ok((
+                format!(
+                    "SELECT {}, CAST({c} AS DATE) AS {DATE_COLUMN} FROM enriched",
+                    without(&[DATE_COLUMN])
+                ),
+                vec![DATE_COLUMN.to_string()],
+            ))
+        }
+        PartitionBy::Hour => {
+            let c = column()?;
+            Ok((
+                format!(
+                    "SELECT {}, CAST({c} AS DATE) AS {DATE_COLUMN}, \
+                     CAST(date_part('hour', {c}) AS INT) AS {HOUR_COLUMN} FROM enriched",
+                    without(&[DATE_COLUMN, HOUR_COLUMN])
+                ),
+                vec![DATE_COLUMN.to_string(), HOUR_COLUMN.to_string()],
+            ))
+        }
+        PartitionBy::Columns => {
+            if spec.columns.is_empty() {
+                return Err(Error::Invalid(
+                    "curate.partition by columns needs `columns: [...]`".into(),
+                ));
+            }
+            for c in &spec.columns {
+                if !columns.contains(c) {
+                    return Err(Error::Invalid(format!(
+                        "curate.partition: `{c}` is not a column ({})",
+                        columns.join(", ")
+                    )));
+                }
+            }
+            // Delta wants partition columns last.
+            let rest: Vec<&str> = spec.columns.iter().map(String::as_str).collect();
+            Ok((
+                format!(
+                    "SELECT {}, {} FROM enriched",
+                    without(&rest),
+                    spec.columns
+                        .iter()
+                        .map(|c| ident(c))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                spec.columns.clone(),
+            ))
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The Delta side of a stage: opening tables, reading what changed upstream
+//! since a version, and committing output together with the upstream version
+//! it covers (a `txn` action), so that a stage is exactly-once.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionState;
+use datafusion::prelude::SessionContext;
+use deltalake::delta_datafusion::{DeltaCdfTableProvider, create_session_state_with_spill_config};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::logstore::get_actions;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use url::Url;
+
+use crate::error::{Context, Error, Result};
+
+/// Loads the Delta table at `url`; `None` if there is none.
+pub async fn load(url: &Url, options: &HashMap<String, String>) -> Result<Option<DeltaTable>> {
+    let err = |e| Error::delta(url, e);
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .map_err(err)?
+        .with_storage_options(options.clone())
+        .build()
+        .map_err(err)?;
+    if !table.verify_deltatable_existence().await.map_err(err)? {
+        return Ok(None);
+    }
+    table.load().await.map_err(err)?;
+    Ok(Some(table))
+}
+
+/// A handle on a table that does not exist yet, for a first write.
+pub fn uninitialized(url: &Url, options: &HashMap<String, String>) -> Result<DeltaTable> {
+    DeltaTableBuilder::from_url(url.clone())
+        .and_then(|b| b.with_storage_options(options.clone()).build())
+        .map_err(|e| Error::delta(url, e))
+}
+
+/// The table's current version.
+pub fn version(table: &DeltaTable) -> i64 {
+    table.version().map_or(-1, |v| v as i64)
+}
+
+/// The upstream version last committed under `app_id` in `table`.
+pub async fn consumed_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let Ok(state) = table.snapshot() else {
+        return Ok(None);
+    };
+    state
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(table.table_url(), e))
+}
+
+/// Commit properties that record `version` of the upstream under `app_id`,
+/// plus any further `(app_id, version)` pairs.
+pub fn commit_properties(txns: &[(String, i64)], run_id: &str) -> CommitProperties {
+    let mut info = serde_json::Map::new();
+    info.insert("tarn.run_id".into(), run_id.into());
+    CommitProperties::default()
+        .with_application_transactions(
+            txns.iter()
+                .map(|(app, v)| Transaction::new(app, *v))
+                .collect::<Vec<_>>(),
+        )
+        .with_metadata(info)
+}
+
+/// The files added by the commits after `after` up to the table's version,
+/// that are still part of it (a file removed since is covered by the files
+/// that replaced it).
+pub async fn added_since(table: &DeltaTable, after: i64) -> Result<Vec<Add>> {
+    let url = table.table_url().clone();
+    let snapshot = table.snapshot().map_err(|e| Error::delta(&url, e))?;
+    let live: HashSet<String> = snapshot
+        .log_data()
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect();
+    let mut adds = Vec::new();
+    for v in (after + 1)..=version(table) {
+        let bytes = table
+            .log_store()
+            .read_commit_entry(v as u64)
+            .await
+            .map_err(|e| Error::delta(&url, e))?
+            .ok_or_else(|| Error::Internal(format!("{url}: commit {v} is missing")))?;
+        for action in get_actions(v as u64, &bytes).map_err(|e| Error::delta(&url, e))? {
+            if let Action::Add(add) = action
+                && add.data_change
+                && live.contains(&add.path)
+            {
+                adds.push(add);
+            }
+        }
+    }
+    Ok(adds)
+}
+
+/// A provider over the table's current version, restricted to `adds` if given.
+pub async fn provider(
+    table: &DeltaTable,
+    session: &SessionContext,
+    adds: Option<Vec<Add>>,
+) -> Result<Arc<dyn TableProvider>> {
+    let state: Arc<SessionState> = Arc::new(session.state());
+    let mut builder = table.table_provider().with_session(state);
+    if let Some(adds) = adds {
+        builder = builder.with_adds(adds);
+    }
+    let provider = builder
+        .await
+        .context(|| format!("scan {}", table.table_url()))?;
+    Ok(provider)
+}
+
+/// The rows inserted or updated in `table` by the commits after `after`
+/// (its change data feed, which tarn turns on for cleansed tables), without
+/// the feed's own columns: for a row changed more than once, each image.
+/// `_commit_version` is kept so the caller can keep the latest.
+pub async fn changes_since(
+    table: &DeltaTable,
+    session: &SessionContext,
+    after: i64,
+) -> Result<DataFrame> {
+    let builder = table
+        .clone()
+        .scan_cdf()
+        .with_starting_version((after + 1) as u64);
+    let provider =
+        DeltaCdfTableProvider::try_new(builder).map_err(|e| Error::delta(table.table_url(), e))?;
+    let df = session
+        .read_table(Arc::new(provider))
+        .context(|| format!("read the changes of {}", table.table_url()))?;
+    let df = df
+        .filter(datafusion::prelude::col("_change_type").in_list(
+            vec![
+                datafusion::prelude::lit("insert"),
+                datafusion::prelude::lit("update_postimage"),
+            ],
+            false,
+        ))
+        .context(|| "filter changes".into())?;
+    df.drop_columns(&["_change_type", "_commit_timestamp"])
+        .context(|| "drop change columns".into())
+}
+
+/// How [`write`] writes.
+#[derive(Clone, Default)]
+pub struct WriteOptions {
+    /// Append (default) or overwrite.
+    pub overwrite: bool,
+    /// Partition columns of a new table.
+    pub partition_by: Vec<String>,
+    /// Target size of the files written, in bytes.
+    pub target_file_size: Option<u64>,
+    /// Table properties of a new table.
+    pub configuration: HashMap<String, Option<String>>,
+    /// Replace the table's schema by the input's (with `overwrite`), or add the
+    /// input's new columns.
+    pub schema_mode: Option<SchemaMode>,
+}
+
+/// Writes `df` to `table` (creating it if needed) in one commit with `props`.
+/// The plan runs in a delta-rs session (its write nodes need delta-rs's
+/// planner), whatever session `df` was planned in.
+pub async fn write(
+    table: DeltaTable,
+    df: DataFrame,
+    options: WriteOptions,
+    props: CommitProperties,
+) -> Result<DeltaTable> {
+    let url = table.table_url().clone();
+    let (_, plan) = df.into_parts();
+    let state = create_session_state_with_spill_config(Some(crate::stage::MEMORY_LIMIT), None);
+    let mode = if options.overwrite {
+        SaveMode::Overwrite
+    } else {
+        SaveMode::Append
+    };
+    let mut builder = table
+        .write(Vec::<RecordBatch>::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state))
+        .with_save_mode(mode)
+        .with_commit_properties(props)
+        .with_target_file_size(options.target_file_size.and_then(NonZeroU64::new));
+    if !options.partition_by.is_empty() {
+        builder = builder.with_partition_columns(options.partition_by);
+    }
+    if !options.configuration.is_empty() {
+        builder = builder.with_configuration(options.configuration);
+    }
+    if let Some(m) = options.schema_mode {
+        builder = builder.with_schema_mode(m);
+    }
+    builder.await.map_err(|e| Error::delta(&url, e))
+}
+
+/// Commits nothing but `props` (the consumed upstream version) to `table`:
+/// the stage read rows, and every one of them went to quarantine.
+pub async fn commit_marker(table: &DeltaTable, props: CommitProperties) -> Result<i64> {
+    let url = table.table_url();
+    let snapshot = table.snapshot().map_err(|e| Error::delta(url, e))?;
+    let done = CommitBuilder::from(props)
+        .with_actions(Vec::new())
+        .build(
+            Some(snapshot),
+            table.log_store(),
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await
+        .map_err(|e| Error::delta(url, e))?;
+    Ok(done.version as i64)
+}
+
+/// The SQL identifier of `name`.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
