@@ -16,7 +16,8 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let filter = match cli.verbose {
-        0 => "warn",
+        // delta-rs warns about MERGE metrics it derives; that is not news to users.
+        0 => "warn,deltalake_core::operations::merge=error",
         1 => "info,tarn=debug",
         _ => "debug",
     };

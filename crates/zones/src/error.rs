@@ -42,11 +42,6 @@ impl Error {
             source,
         }
     }
-
-    /// Whether this is the user's mistake (bad settings or data), as opposed to a failure of tarn.
-    pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Invalid(_) | Error::QualityGate(_))
-    }
 }
 
 /// Adds context to DataFusion results.

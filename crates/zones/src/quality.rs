@@ -265,8 +265,14 @@ impl Checks {
                 _ => format!("sum(CASE WHEN _tarn_ok_{i} THEN 0 ELSE 1 END)"),
             });
         }
+        let aggs: Vec<String> = aggs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{a} AS _tarn_v{i}"))
+            .collect();
         let values = counts(ctx, &format!("SELECT {} FROM checked", aggs.join(", "))).await?;
         let rows = values[0];
+        let recorded_at = Utc::now();
         let mut results = Vec::new();
         for (i, e) in self.expectations.iter().enumerate() {
             let mut failed = values[i + 1];
@@ -296,7 +302,7 @@ impl Checks {
                 evaluated_rows: rows as i64,
                 failed_rows: failed as i64,
                 observed,
-                recorded_at: Utc::now(),
+                recorded_at,
             });
         }
         Ok(results)

@@ -145,7 +145,7 @@ impl StageRun {
     }
 
     /// Records the outcome (run, lineage when something was written) and
-    /// returns the StageResult.
+    /// returns the StageResult, which carries a failure's message.
     pub(crate) async fn finish(
         mut self,
         ctx: &ZoneContext,
@@ -192,11 +192,7 @@ impl StageRun {
                 })
                 .await?;
         }
-        match outcome {
-            // Infrastructure failures propagate; user-level ones are in the result.
-            Err(e) if !e.is_user_error() && !matches!(e, Error::Delta { .. }) => Err(e),
-            _ => Ok(self.result),
-        }
+        Ok(self.result)
     }
 }
 
