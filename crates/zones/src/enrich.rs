@@ -33,7 +33,7 @@ pub fn enrichment_sql(
         let wanted = l
             .columns
             .iter()
-            .map(|c| format!("{}", ident(c)))
+            .map(|c| ident(c))
             .collect::<Vec<_>>()
             .join(", ");
         joins.push(format!(

@@ -16,7 +16,7 @@ pub enum Error {
         table: String,
         /// The delta-rs error.
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     /// Planning or running a DataFusion plan.
     #[error("{context}: {source}")]
@@ -25,7 +25,7 @@ pub enum Error {
         context: String,
         /// The DataFusion error.
         #[source]
-        source: datafusion::error::DataFusionError,
+        source: Box<datafusion::error::DataFusionError>,
     },
     /// The metadata store.
     #[error(transparent)]
@@ -39,7 +39,7 @@ impl Error {
     pub(crate) fn delta(table: impl std::fmt::Display, source: deltalake::DeltaTableError) -> Self {
         Error::Delta {
             table: table.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 }
@@ -53,7 +53,7 @@ impl<T> Context<T> for std::result::Result<T, datafusion::error::DataFusionError
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| Error::DataFusion {
             context: what(),
-            source,
+            source: Box::new(source),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! S3-compatible server (see `support`).
 
 mod ingest;
+mod process;
 mod query;
 mod slt;
 mod support;

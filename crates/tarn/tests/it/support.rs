@@ -108,20 +108,21 @@ fn to_url(location: &str) -> Url {
     }
 }
 
-fn write_config(dir: &Path, storage: &str) -> TarnConfig {
+fn write_config(dir: &Path, storage: &str, extra: &str) -> TarnConfig {
     let yaml = format!(
-        "{storage}governance:\n  metadata_store: sqlite://./meta.db\nprocessing:\n  batch_size: 4\n"
+        "{storage}governance:\n  metadata_store: sqlite://./meta.db\nprocessing:\n  batch_size: 4\n{extra}"
     );
     let path = dir.join("tarn.yaml");
     std::fs::write(&path, yaml).unwrap();
     TarnConfig::load(&path).unwrap()
 }
 
-async fn local_lake() -> TestLake {
+async fn local_lake(extra: &str) -> TestLake {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         "storage:\n  raw_zone: ./lake/raw\n  cleansed_zone: ./lake/cleansed\n  curated_zone: ./lake/curated\n  consumption_zone: ./lake/consumption\n",
+        extra,
     );
     let input_root = dir.path().join("incoming");
     std::fs::create_dir_all(&input_root).unwrap();
@@ -135,7 +136,7 @@ async fn local_lake() -> TestLake {
     }
 }
 
-async fn s3_lake() -> TestLake {
+async fn s3_lake(extra: &str) -> TestLake {
     let endpoint = std::env::var("TARN_TEST_S3_ENDPOINT").expect(
         "S3 tests need a real S3-compatible server: set TARN_TEST_S3_ENDPOINT (and \
          TARN_TEST_S3_BUCKET, TARN_TEST_S3_ACCESS_KEY, TARN_TEST_S3_SECRET_KEY), \
@@ -149,7 +150,7 @@ async fn s3_lake() -> TestLake {
     let storage = format!(
         "storage:\n  raw_zone: {prefix}/raw\n  cleansed_zone: {prefix}/cleansed\n  curated_zone: {prefix}/curated\n  consumption_zone: {prefix}/consumption\n  options:\n    aws_endpoint_url: {endpoint}\n    aws_allow_http: \"true\"\n    aws_region: us-east-1\n    aws_access_key_id: {key}\n    aws_secret_access_key: {secret}\n    conditional_put: etag\n"
     );
-    let config = write_config(dir.path(), &storage);
+    let config = write_config(dir.path(), &storage, extra);
     let options: HashMap<String, String> = config.storage.options.clone().into_iter().collect();
     let (store, _) =
         object_store::parse_url_opts(&Url::parse(&prefix).unwrap(), options.clone()).unwrap();
@@ -169,6 +170,21 @@ where
     F: Fn(TestLake) -> Fut,
     Fut: Future<Output = ()>,
 {
-    body(local_lake().await).await;
-    body(s3_lake().await).await;
+    each_backend_with("", body).await;
+}
+
+/// [`each_backend`] with `extra` appended to the lake's tarn.yaml
+/// (`policies:`, `datasets:`, ...).
+pub async fn each_backend_with<F, Fut>(extra: &str, body: F)
+where
+    F: Fn(TestLake) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    body(local_lake(extra).await).await;
+    body(s3_lake(extra).await).await;
+}
+
+/// A lake with local zone roots and `extra` appended to its tarn.yaml.
+pub async fn local_lake_with(extra: &str) -> TestLake {
+    local_lake(extra).await
 }
