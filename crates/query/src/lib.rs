@@ -15,6 +15,7 @@
 //!   and settings.
 //! - [`cost`]: the CostEstimator behind `--explain`.
 //! - [`stats`]: the [`StatisticsManager`].
+//! - [`lineage`]: the column lineage of a query.
 //! - [`output`]: writing results as table, CSV, JSON lines, Parquet or Arrow IPC.
 
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod cost;
 mod engine;
 mod error;
+pub mod lineage;
 pub mod output;
 pub mod stats;
 pub mod structured;

@@ -11,7 +11,9 @@ use tarn_ingest::{DataSpec, IngestContext, IngestionResult, IngestionStatus, Pro
 use tarn_query::{Query, QueryEngine, QueryStream, StatisticsManager};
 use tarn_zones::optimize::OptimizeReport;
 use tarn_zones::policy::PolicyAction;
-use tarn_zones::{MartPlanner, ProcessOptions, ProcessingResult, StageStatus, ZoneContext};
+use tarn_zones::{
+    MartPlan, MartPlanner, ProcessOptions, ProcessingResult, StageStatus, ZoneContext,
+};
 
 use crate::error::{Error, Result};
 
@@ -270,17 +272,19 @@ struct EnginePlanner(QueryEngine);
 
 #[async_trait::async_trait]
 impl MartPlanner for EnginePlanner {
-    async fn plan(
-        &self,
-        sql: &str,
-    ) -> std::result::Result<(datafusion::dataframe::DataFrame, Vec<(String, i64)>), String> {
+    async fn plan(&self, sql: &str) -> std::result::Result<MartPlan, String> {
         let plan = self.0.plan_sql(sql).await.map_err(|e| e.to_string())?;
-        let tables = QueryEngine::tables_read(&plan)
+        let inputs = QueryEngine::tables_read(&plan)
             .map_err(|e| e.to_string())?
             .into_iter()
             .map(|t| (format!("{}/{}", t.zone, t.name), t.version))
             .collect();
+        let columns = tarn_query::lineage::column_lineage(&plan);
         let df = datafusion::dataframe::DataFrame::new(self.0.session().state(), plan);
-        Ok((df, tables))
+        Ok(MartPlan {
+            df,
+            inputs,
+            columns,
+        })
     }
 }

@@ -370,7 +370,8 @@ mask: { email: hash }
             .collect()
             .await
             .unwrap();
-        let reasons = out[0].column(3).as_string::<i32>();
+        let reasons = datafusion::arrow::compute::cast(out[0].column(3), &DataType::Utf8).unwrap();
+        let reasons = reasons.as_string::<i32>();
         assert_eq!(
             reasons.value(0),
             "amount: 'abc' is not a DECIMAL(10,2); email: the value (withheld: masked column) is not a BIGINT"

@@ -6,19 +6,28 @@ use async_trait::async_trait;
 use datafusion::dataframe::DataFrame;
 use deltalake::operations::write::SchemaMode;
 use tarn_common::Zone;
+use tarn_governance::ColumnLineage;
 
 use crate::error::{Error, Result};
 use crate::result::StageResult;
 use crate::stage::{StageRun, ZoneContext, counts, register};
 use crate::table::{self, WriteOptions};
 
+/// A planned mart.
+pub struct MartPlan {
+    /// The query.
+    pub df: DataFrame,
+    /// Every zone table it reads, as (`zone/name`, Delta version).
+    pub inputs: Vec<(String, i64)>,
+    /// For each output column, the `zone/name.column` inputs it is computed from.
+    pub columns: Vec<(String, Vec<String>)>,
+}
+
 /// Plans mart SQL over the lake's catalog (the query engine does this).
 #[async_trait]
 pub trait MartPlanner: Send + Sync {
-    /// The plan of `sql`, and every zone table it reads as (`zone/name`,
-    /// Delta version).
-    async fn plan(&self, sql: &str)
-    -> std::result::Result<(DataFrame, Vec<(String, i64)>), String>;
+    /// The plan of `sql`, with its inputs and column lineage.
+    async fn plan(&self, sql: &str) -> std::result::Result<MartPlan, String>;
 }
 
 /// The `txn` application id that records the version of `input` a mart was
@@ -64,13 +73,29 @@ async fn refresh(
     full_refresh: bool,
     run: &mut StageRun,
 ) -> Result<()> {
-    let (df, inputs) = planner
+    let MartPlan {
+        df,
+        inputs,
+        columns,
+    } = planner
         .plan(sql)
         .await
         .map_err(|e| Error::Invalid(format!("mart `{name}`: {e}")))?;
     for (table, version) in &inputs {
         run.input(table.clone(), *version);
     }
+    run.columns = columns
+        .into_iter()
+        .map(|(column, inputs)| ColumnLineage {
+            kind: if inputs.len() == 1 && inputs[0].ends_with(&format!(".{column}")) {
+                "identity".into()
+            } else {
+                "transformation".into()
+            },
+            column,
+            inputs,
+        })
+        .collect();
     let url = ctx.table_url(Zone::Consumption, name);
     let target = table::load(&url, &ctx.roots.options).await?;
     if let Some(t) = &target

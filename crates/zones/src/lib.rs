@@ -28,7 +28,7 @@ mod stage;
 pub mod table;
 pub mod udf;
 
-pub use consumption::MartPlanner;
+pub use consumption::{MartPlan, MartPlanner};
 pub use error::{Error, Result};
 pub use result::{ProcessingResult, StageResult, StageStatus};
 pub use stage::ZoneContext;

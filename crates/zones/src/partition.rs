@@ -12,7 +12,8 @@ pub const DATE_COLUMN: &str = "_partition_date";
 pub const HOUR_COLUMN: &str = "_partition_hour";
 
 /// The SQL that adds the partition columns to view `enriched`, and the
-/// partition columns. `partition_key` is the dataset's default column.
+/// partition columns. `partition_key` is the dataset's default column; it may
+/// be a timestamp (its UTC date and hour), a date, or ISO 8601 text.
 pub fn partition_sql(
     spec: Option<&Partitioning>,
     partition_key: Option<&str>,
@@ -57,7 +58,7 @@ pub fn partition_sql(
             let c = column()?;
             Ok((
                 format!(
-                    "SELECT {}, CAST({c} AS DATE) AS {DATE_COLUMN} FROM enriched",
+                    "SELECT {}, CAST(CAST({c} AS TIMESTAMP) AS DATE) AS {DATE_COLUMN} FROM enriched",
                     without(&[DATE_COLUMN])
                 ),
                 vec![DATE_COLUMN.to_string()],
@@ -67,8 +68,9 @@ pub fn partition_sql(
             let c = column()?;
             Ok((
                 format!(
-                    "SELECT {}, CAST({c} AS DATE) AS {DATE_COLUMN}, \
-                     CAST(date_part('hour', {c}) AS INT) AS {HOUR_COLUMN} FROM enriched",
+                    "SELECT {}, CAST(CAST({c} AS TIMESTAMP) AS DATE) AS {DATE_COLUMN}, \
+                     CAST(date_part('hour', CAST({c} AS TIMESTAMP)) AS INT) AS {HOUR_COLUMN} \
+                     FROM enriched",
                     without(&[DATE_COLUMN, HOUR_COLUMN])
                 ),
                 vec![DATE_COLUMN.to_string(), HOUR_COLUMN.to_string()],
@@ -103,5 +105,57 @@ pub fn partition_sql(
                 spec.columns.clone(),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::prelude::SessionContext;
+    use std::sync::Arc;
+
+    async fn partition_values(spec: &str, ts: &str) -> Vec<String> {
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Utf8, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![ts]))]).unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_batch("enriched", batch).unwrap();
+        let spec: Partitioning = serde_yaml_ng::from_str(spec).unwrap();
+        let (sql, columns) = partition_sql(Some(&spec), Some("ts"), &["ts".into()]).unwrap();
+        let out = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        columns
+            .iter()
+            .map(|c| {
+                let col = out[0].column_by_name(c).unwrap();
+                let text = datafusion::arrow::compute::cast(col, &DataType::Utf8).unwrap();
+                text.as_string::<i32>().value(0).to_string()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn day_and_hour_of_iso_text() {
+        assert_eq!(
+            partition_values("by: day", "2024-02-10T23:30:00Z").await,
+            ["2024-02-10"]
+        );
+        assert_eq!(
+            partition_values("by: hour", "2024-02-10T23:30:00Z").await,
+            ["2024-02-10", "23"]
+        );
+    }
+
+    #[test]
+    fn mistakes_name_the_column() {
+        let spec: Partitioning = serde_yaml_ng::from_str("by: day").unwrap();
+        let err = partition_sql(Some(&spec), None, &["a".into()]).unwrap_err();
+        assert!(err.to_string().contains("partition_key"), "{err}");
+        let err = partition_sql(Some(&spec), Some("b"), &["a".into()]).unwrap_err();
+        assert!(err.to_string().contains("`b` is not a column"), "{err}");
+        let spec: Partitioning = serde_yaml_ng::from_str("by: columns").unwrap();
+        let err = partition_sql(Some(&spec), None, &["a".into()]).unwrap_err();
+        assert!(err.to_string().contains("columns: [...]"), "{err}");
     }
 }

@@ -349,3 +349,118 @@ pub fn gate_failure(results: &[QualityResult]) -> Option<String> {
         .collect();
     (!failed.is_empty()).then(|| failed.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn expectations(yaml: &str) -> Vec<Expectation> {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn intervals_and_invalid_settings() {
+        assert_eq!(interval("2d").unwrap(), "INTERVAL '2 days'");
+        assert_eq!(interval("45s").unwrap(), "INTERVAL '45 seconds'");
+        assert!(interval("2w").unwrap_err().to_string().contains("unit"));
+        let err = Checks::new(&expectations(
+            "[{ name: n, row_count: { min: 1 }, severity: quarantine }]",
+        ))
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("can warn or fail"), "{err}");
+        let err = Checks::new(&expectations(
+            "[{ name: n, not_null: a }, { name: n, not_null: b }]",
+        ))
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("two expectations are named `n`"));
+    }
+
+    #[tokio::test]
+    async fn every_check_counts_its_failing_rows() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("kind", DataType::Utf8, true),
+            Field::new("code", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), Some(2), Some(2), None])),
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    Some("b"),
+                    Some("x"),
+                    None,
+                ])),
+                Arc::new(StringArray::from(vec![
+                    Some("DE"),
+                    Some("FRA"),
+                    Some("de"),
+                    Some("US"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_batch("input", batch).unwrap();
+        let refs = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("c", DataType::Utf8, false)])),
+            vec![Arc::new(StringArray::from(vec!["DE", "US"]))],
+        )
+        .unwrap();
+        let checks = Checks::new(&expectations(
+            r#"
+- { name: nn, not_null: id }
+- { name: uq, unique: [id] }
+- { name: av, accepted_values: { column: kind, values: [a, b] }, severity: quarantine }
+- { name: bt, between: { column: id, min: 2 } }
+- { name: rx, regex: { column: code, pattern: "^[A-Z]+$" } }
+- { name: ln, length: { column: code, max: 2 }, severity: quarantine }
+- { name: rc, row_count: { max: 3 }, severity: fail }
+- { name: rf, referential: { column: code, dataset: countries, key: c } }
+- { name: sq, sql: "kind <> 'b'" }
+"#,
+        ))
+        .unwrap();
+        let view = &checks.references()[0].view;
+        ctx.register_batch(view, refs).unwrap();
+        checks.register_checked(&ctx, &[]).await.unwrap();
+        let results = checks.evaluate(&ctx, "run", "ds").await.unwrap();
+        let failed: Vec<(&str, i64)> = results
+            .iter()
+            .map(|r| (r.expectation.as_str(), r.failed_rows))
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                ("nn", 1),
+                ("uq", 2),
+                ("av", 1),
+                ("bt", 1),
+                ("rx", 1),
+                ("ln", 1),
+                ("rc", 1),
+                ("rf", 2),
+                ("sq", 2), // a null result fails
+            ]
+        );
+        assert_eq!(
+            gate_failure(&results).unwrap(),
+            "expectation `rc` (row_count) failed: 4 rows"
+        );
+        // Rows failing a quarantine expectation are named in _tarn_failed.
+        let named = counts(
+            &ctx,
+            "SELECT count(*) FROM checked WHERE _tarn_failed = 'av,ln' OR _tarn_failed = 'ln' \
+             OR _tarn_failed = 'av'",
+        )
+        .await
+        .unwrap();
+        assert_eq!(named, [2]);
+    }
+}

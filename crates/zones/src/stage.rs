@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::create_session_state_with_spill_config;
 use tarn_common::{TarnConfig, Zone, ZoneRoots};
 use tarn_governance::{
-    ColumnLineage, IngestionRun, LineageFact, LineageTable, MetadataStore, RunStatus,
+    ColumnLineage, DatasetRecord, IngestionRun, LineageFact, LineageTable, MetadataStore, RunStatus,
 };
 use url::Url;
 
@@ -178,6 +178,7 @@ impl StageRun {
         }
         ctx.metadata.finish_run(&self.run).await?;
         if r.status == StageStatus::Succeeded {
+            register_table(ctx, &self.dataset, &r.table).await?;
             ctx.metadata
                 .record_lineage(&LineageFact {
                     run_id: r.run_id.clone(),
@@ -194,6 +195,32 @@ impl StageRun {
         }
         Ok(self.result)
     }
+}
+
+/// Registers the table a stage wrote (`zone/name`) in the catalog, with the
+/// dataset's owner, description and tags.
+async fn register_table(ctx: &ZoneContext, dataset: &str, table: &str) -> Result<()> {
+    let Some((zone, name)) = table.split_once('/') else {
+        return Ok(());
+    };
+    let Ok(zone) = zone.parse::<Zone>() else {
+        return Ok(());
+    };
+    let ds = ctx.config.datasets.get(dataset);
+    let now = Utc::now();
+    ctx.metadata
+        .upsert_dataset(&DatasetRecord {
+            name: name.to_string(),
+            zone,
+            location: ctx.table_url(zone, name).to_string(),
+            owner: ds.and_then(|d| d.owner.clone()),
+            description: ds.and_then(|d| d.description.clone()),
+            tags: ds.map(|d| d.tags.clone()).unwrap_or_default(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    Ok(())
 }
 
 /// Runs `sql` (one row of BIGINT columns) and returns the values.

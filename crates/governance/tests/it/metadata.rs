@@ -267,6 +267,8 @@ async fn table_statistics_are_replaced_per_table() {
     .await;
 }
 
+/// A result recorded `offset_s` seconds after [`base`] (a run records all its
+/// results at one time).
 fn quality(run: &str, expectation: &str, passed: bool, offset_s: i64) -> QualityResult {
     QualityResult {
         run_id: run.into(),
@@ -279,8 +281,15 @@ fn quality(run: &str, expectation: &str, passed: bool, offset_s: i64) -> Quality
         evaluated_rows: 10,
         failed_rows: if passed { 0 } else { 3 },
         observed: (!passed).then(|| "3 nulls".to_string()),
-        recorded_at: (Utc::now() + Duration::seconds(offset_s)).trunc_subsecs(6),
+        recorded_at: base() + Duration::seconds(offset_s),
     }
+}
+
+/// A fixed point in time for the quality results.
+fn base() -> chrono::DateTime<Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 #[tokio::test]

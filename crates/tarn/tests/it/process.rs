@@ -224,6 +224,25 @@ async fn process_promotes_new_data_through_every_zone_exactly_once() {
         );
         let big = facts[1].columns.iter().find(|c| c.column == "big").unwrap();
         assert_eq!(big.inputs, ["cleansed/ev.amount"], "{b}");
+        let mart: Vec<(&str, Vec<&str>)> = facts[2]
+            .columns
+            .iter()
+            .map(|c| {
+                (
+                    c.column.as_str(),
+                    c.inputs.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            mart,
+            [
+                ("day", vec!["curated/ev._partition_date"]),
+                ("n", vec![]),
+                ("total", vec!["curated/ev.amount"]),
+            ],
+            "{b}"
+        );
     })
     .await;
 }
