@@ -405,10 +405,16 @@ fn print_details(o: &mut String, d: &DatasetDetails) {
         out!(o, "  none");
     }
     for r in &d.runs {
+        // Ingests name their source; stage runs are `process:<stage>:<table>`.
+        let job = match r.source.strip_prefix("process:") {
+            Some(stage) => stage.split(':').next().unwrap_or(stage).to_string(),
+            None => "ingest".to_string(),
+        };
         out!(
             o,
-            "  {} {:<8} read {:>9} written {:>9} quarantined {:>7}  {}{}",
+            "  {} {:<8} {:<8} read {:>9} written {:>9} quarantined {:>7}  {}{}",
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            job,
             r.status.to_string(),
             r.rows_read,
             r.rows_written,
