@@ -813,6 +813,41 @@ def test_sigkill_mid_process_then_rerun(tmp_path: Path, big_events):
 
 
 # --------------------------------------------------------------------------- #
+# d2. a crash between a stage's quarantine commit and its table commit, then
+#     new upstream data before the rerun: nothing lost, nothing twice
+# --------------------------------------------------------------------------- #
+
+@pytest.mark.parametrize("point", ["cleanse:after-quarantine", "curate:after-quarantine"])
+def test_crash_between_quarantine_and_table_commit(tmp_path: Path, point: str):
+    ref, crashed = new_lake(tmp_path / "ref"), new_lake(tmp_path / "crashed")
+    for lk in (ref, crashed):
+        lk.ingest_countries()
+        lk.ingest_events("data/day1/user_events.csv")
+    ref.process()
+    ref.ingest_events("data/day2/user_events.csv")
+    ref.process()
+
+    env = dict(tarn_env(), TARN_FAILPOINT=point)
+    p = subprocess.run([TARN_BIN, "-c", "tarn.yaml", "process", "user_events"], cwd=crashed.root,
+                       capture_output=True, timeout=TIMEOUT, env=env)
+    assert p.returncode != 0 and b"TARN_FAILPOINT" in p.stderr, describe(p)
+    q, table = (CLEANSED_Q, CLEANSED) if point.startswith("cleanse") else (CURATED_Q, CURATED)
+    assert crashed.exists(q) and not crashed.exists(table), "the crash fell between the two commits"
+
+    crashed.ingest_events("data/day2/user_events.csv")   # new upstream data before the rerun
+    _, report = crashed.process()
+    assert report["status"] == "succeeded", report
+    name = point.split(":")[0]
+    passes = [s for s in report["stages"] if s["stage"] == name]
+    assert len(passes) == 2, "the interrupted range is finished first, then the rest"
+    assert passes[0]["input_versions"] != passes[1]["input_versions"], passes
+
+    for rel in (CLEANSED, CLEANSED_Q, CURATED, CURATED_Q, MART):
+        got, want = comparable(crashed, rel), comparable(ref, rel)
+        assert got == want, f"{rel}: differs from the run that did not crash"
+
+
+# --------------------------------------------------------------------------- #
 # e. tarn demo
 # --------------------------------------------------------------------------- #
 

@@ -22,19 +22,34 @@ pub(crate) fn app_id(stage: &str) -> String {
     format!("tarn.{stage}")
 }
 
-/// Runs the cleanse stage of `dataset`.
-pub async fn process(ctx: &ZoneContext, dataset: &str, full_refresh: bool) -> Result<StageResult> {
-    let mut run = StageRun::start(ctx, "cleanse", dataset, format!("cleansed/{dataset}")).await?;
-    let outcome = run_stage(ctx, dataset, full_refresh, &mut run).await;
-    run.finish(ctx, outcome).await
+/// Runs the cleanse stage of `dataset`: one result, or two when it first
+/// had to finish the range of a run that died midway.
+pub async fn process(
+    ctx: &ZoneContext,
+    dataset: &str,
+    full_refresh: bool,
+) -> Result<Vec<StageResult>> {
+    let mut results = Vec::new();
+    loop {
+        let mut run =
+            StageRun::start(ctx, "cleanse", dataset, format!("cleansed/{dataset}")).await?;
+        let outcome = run_stage(ctx, dataset, full_refresh, &mut run).await;
+        let more = matches!(outcome, Ok(true));
+        let result = run.finish(ctx, outcome.map(|_| ())).await?;
+        results.push(result);
+        if !more {
+            return Ok(results);
+        }
+    }
 }
 
+/// One pass; `Ok(true)` if upstream has more for another pass.
 async fn run_stage(
     ctx: &ZoneContext,
     dataset: &str,
     full_refresh: bool,
     run: &mut StageRun,
-) -> Result<()> {
+) -> Result<bool> {
     let config = ctx
         .config
         .datasets
@@ -48,7 +63,6 @@ async fn run_stage(
             "dataset `{dataset}` has no raw table at {raw_url}: ingest it first"
         ))
     })?;
-    let raw_version = table::version(&raw);
     let url = ctx.table_url(Zone::Cleansed, dataset);
     let target = table::load(&url, options).await?;
     let app = app_id("cleanse");
@@ -56,9 +70,26 @@ async fn run_stage(
         (Some(t), false) => table::consumed_version(t, &app).await?,
         _ => None,
     };
+    let q_url = ctx.quarantine_url(Zone::Cleansed, dataset);
+    let quarantine = table::load(&q_url, options).await?;
+    let q_last = match (&quarantine, full_refresh) {
+        (Some(q), false) => table::consumed_version(q, &app).await?,
+        _ => None,
+    };
+    // A run that died between its quarantine commit and its table commit:
+    // finish exactly the range it covered first, so that its quarantined rows
+    // are neither lost nor written twice; the caller runs the stage again for
+    // the rest.
+    let (raw, more) = match q_last {
+        Some(q) if Some(q) > last && q < table::version(&raw) => {
+            (table::load_version(&raw_url, options, q).await?, true)
+        }
+        _ => (raw, false),
+    };
+    let raw_version = table::version(&raw);
     run.input(format!("raw/{dataset}"), raw_version);
     if last >= Some(raw_version) {
-        return Ok(());
+        return Ok(false);
     }
     let session = ctx.session();
     let adds = match last {
@@ -67,7 +98,7 @@ async fn run_stage(
     };
     if adds.as_ref().is_some_and(Vec::is_empty) {
         // Commits without new data (e.g. a schema change): nothing to do.
-        return Ok(());
+        return Ok(more);
     }
     let input = session
         .read_table(table::provider(&raw, &session, adds).await?)
@@ -142,12 +173,7 @@ async fn run_stage(
     let props = || table::commit_properties(&txns, run.run_id());
     // Quarantine first, under the same txn: a crash between the two commits
     // leaves the quarantine done and the rerun skips it.
-    let q_url = ctx.quarantine_url(Zone::Cleansed, dataset);
-    let quarantine = table::load(&q_url, options).await?;
-    let q_done = match &quarantine {
-        Some(q) if !full_refresh => table::consumed_version(q, &app).await? >= Some(raw_version),
-        _ => false,
-    };
+    let q_done = q_last >= Some(raw_version);
     if !q_done && (bad > 0 || (full_refresh && quarantine.is_some())) {
         let rows = session
             .sql(&format!(
@@ -166,6 +192,7 @@ async fn run_stage(
         };
         table::write(q, rows, options, props()).await?;
     }
+    crate::stage::failpoint("cleanse:after-quarantine");
 
     let evolution = ctx
         .config
@@ -177,7 +204,7 @@ async fn run_stage(
             check_new_columns(&t, &columns, evolution, &url)?;
             if rows_out == 0 {
                 run.result.version = Some(table::commit_marker(&t, props()).await?);
-                return Ok(());
+                return Ok(more);
             }
             match &config.dedup {
                 Some(d) => {
@@ -214,7 +241,7 @@ async fn run_stage(
         }
     };
     run.result.version = Some(table::version(&written));
-    Ok(())
+    Ok(more)
 }
 
 /// Upserts `source` into `target` by `keys`. With `order_by`, a newer row

@@ -17,11 +17,24 @@ use crate::stage::{StageRun, ZoneContext, counts, register};
 use crate::table::{self, WriteOptions, ident};
 use crate::{enrich, partition};
 
-/// Runs the curate stage of `dataset`.
-pub async fn process(ctx: &ZoneContext, dataset: &str, full_refresh: bool) -> Result<StageResult> {
-    let mut run = StageRun::start(ctx, "curate", dataset, format!("curated/{dataset}")).await?;
-    let outcome = run_stage(ctx, dataset, full_refresh, &mut run).await;
-    run.finish(ctx, outcome).await
+/// Runs the curate stage of `dataset`: one result, or two when it first
+/// had to finish the range of a run that died midway.
+pub async fn process(
+    ctx: &ZoneContext,
+    dataset: &str,
+    full_refresh: bool,
+) -> Result<Vec<StageResult>> {
+    let mut results = Vec::new();
+    loop {
+        let mut run = StageRun::start(ctx, "curate", dataset, format!("curated/{dataset}")).await?;
+        let outcome = run_stage(ctx, dataset, full_refresh, &mut run).await;
+        let more = matches!(outcome, Ok(true));
+        let result = run.finish(ctx, outcome.map(|_| ())).await?;
+        results.push(result);
+        if !more {
+            return Ok(results);
+        }
+    }
 }
 
 /// The table a lookup or referential check reads: the dataset in the most
@@ -40,12 +53,13 @@ pub(crate) async fn reference_table(
     )))
 }
 
+/// One pass; `Ok(true)` if upstream has more for another pass.
 async fn run_stage(
     ctx: &ZoneContext,
     dataset: &str,
     full_refresh: bool,
     run: &mut StageRun,
-) -> Result<()> {
+) -> Result<bool> {
     let ds = ctx.config.datasets.get(dataset);
     let config: CurateConfig = ds.and_then(|d| d.curate.clone()).unwrap_or_default();
     let keys: Option<Dedup> = ds.and_then(|d| d.cleanse.as_ref()?.dedup.clone());
@@ -58,7 +72,6 @@ async fn run_stage(
             "dataset `{dataset}` has no cleansed table at {up_url}: run the cleanse stage first"
         ))
     })?;
-    let up_version = table::version(&upstream);
     let url = ctx.table_url(Zone::Curated, dataset);
     let target = table::load(&url, options).await?;
     let app = app_id("curate");
@@ -66,9 +79,24 @@ async fn run_stage(
         (Some(t), false) => table::consumed_version(t, &app).await?,
         _ => None,
     };
+    let q_url = ctx.quarantine_url(Zone::Curated, dataset);
+    let quarantine = table::load(&q_url, options).await?;
+    let q_last = match (&quarantine, full_refresh) {
+        (Some(q), false) => table::consumed_version(q, &app).await?,
+        _ => None,
+    };
+    // As in cleanse: first finish the range of a run that died between its
+    // two commits.
+    let (upstream, more) = match q_last {
+        Some(q) if Some(q) > last && q < table::version(&upstream) => {
+            (table::load_version(&up_url, options, q).await?, true)
+        }
+        _ => (upstream, false),
+    };
+    let up_version = table::version(&upstream);
     run.input(format!("cleansed/{dataset}"), up_version);
     if last >= Some(up_version) {
-        return Ok(());
+        return Ok(false);
     }
 
     let session = ctx.session();
@@ -230,12 +258,7 @@ async fn run_stage(
 
     let txns = [(app.clone(), up_version)];
     let props = || table::commit_properties(&txns, run.run_id());
-    let q_url = ctx.quarantine_url(Zone::Curated, dataset);
-    let quarantine = table::load(&q_url, options).await?;
-    let q_done = match &quarantine {
-        Some(q) if !full_refresh => table::consumed_version(q, &app).await? >= Some(up_version),
-        _ => false,
-    };
+    let q_done = q_last >= Some(up_version);
     if !q_done && (bad > 0 || (full_refresh && quarantine.is_some())) {
         let rows = session
             .sql(&format!(
@@ -256,6 +279,7 @@ async fn run_stage(
         };
         table::write(q, rows, options, props()).await?;
     }
+    crate::stage::failpoint("curate:after-quarantine");
 
     let target_size = config.partition.as_ref().map(|p| p.target_file_mib << 20);
     let evolution = ctx
@@ -268,7 +292,7 @@ async fn run_stage(
             check_new_columns(&t, &out_columns, evolution, &url)?;
             if rows_in == bad {
                 run.result.version = Some(table::commit_marker(&t, props()).await?);
-                return Ok(());
+                return Ok(more);
             }
             match &keys {
                 Some(d) => {
@@ -300,5 +324,5 @@ async fn run_stage(
         }
     };
     run.result.version = Some(table::version(&written));
-    Ok(())
+    Ok(more)
 }

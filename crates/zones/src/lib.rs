@@ -71,9 +71,9 @@ pub async fn process(
         .iter()
         .position(|z| *z == options.until)
         .unwrap_or(3);
-    let mut stages = vec![cleansed::process(ctx, dataset, options.full_refresh).await?];
-    if until >= 2 && stages[0].error.is_none() {
-        stages.push(curated::process(ctx, dataset, options.full_refresh).await?);
+    let mut stages = cleansed::process(ctx, dataset, options.full_refresh).await?;
+    if until >= 2 && stages.iter().all(|s| s.error.is_none()) {
+        stages.extend(curated::process(ctx, dataset, options.full_refresh).await?);
     }
     if until >= 3 && stages.iter().all(|s| s.error.is_none()) {
         stages.extend(consumption::process(ctx, planner, dataset, options.full_refresh).await?);

@@ -37,6 +37,21 @@ pub async fn load(url: &Url, options: &HashMap<String, String>) -> Result<Option
     Ok(Some(table))
 }
 
+/// The Delta table at `url` as of `version`.
+pub async fn load_version(
+    url: &Url,
+    options: &HashMap<String, String>,
+    version: i64,
+) -> Result<DeltaTable> {
+    DeltaTableBuilder::from_url(url.clone())
+        .map_err(|e| Error::delta(url, e))?
+        .with_storage_options(options.clone())
+        .with_version(version as u64)
+        .load()
+        .await
+        .map_err(|e| Error::delta(url, e))
+}
+
 /// A handle on a table that does not exist yet, for a first write.
 pub fn uninitialized(url: &Url, options: &HashMap<String, String>) -> Result<DeltaTable> {
     DeltaTableBuilder::from_url(url.clone())
@@ -122,10 +137,11 @@ pub async fn provider(
     Ok(provider)
 }
 
-/// The rows inserted or updated in `table` by the commits after `after`
-/// (its change data feed, which tarn turns on for cleansed tables), without
-/// the feed's own columns: for a row changed more than once, each image.
-/// `_commit_version` is kept so the caller can keep the latest.
+/// The rows inserted or updated in `table` by the commits after `after` up
+/// to the table's loaded version (its change data feed, which tarn turns on
+/// for cleansed tables), without the feed's own columns: for a row changed
+/// more than once, each image. `_commit_version` is kept so the caller can
+/// keep the latest.
 pub async fn changes_since(
     table: &DeltaTable,
     session: &SessionContext,
@@ -134,7 +150,8 @@ pub async fn changes_since(
     let builder = table
         .clone()
         .scan_cdf()
-        .with_starting_version((after + 1) as u64);
+        .with_starting_version((after + 1) as u64)
+        .with_ending_version(version(table) as u64);
     let provider =
         DeltaCdfTableProvider::try_new(builder).map_err(|e| Error::delta(table.table_url(), e))?;
     let df = session
