@@ -792,8 +792,24 @@ def fingerprint(lake_dir: Path) -> dict:
                 "SELECT count(*), sum(events), sum(revenue), sum(users) FROM ds").fetchall()[0]
             out.update(mart_rows=n, mart_events=int(ev or 0), mart_revenue=str(rev), mart_users=int(users or 0))
         elif name in ("cleansed", "curated"):
-            n, amt, emails = con.execute("SELECT count(*), sum(amount), count(DISTINCT email) FROM ds").fetchall()[0]
-            out.update({f"{name}_rows": n, f"{name}_amount": str(amt), f"{name}_emails": emails})
+            # Content, not just counts: the hashes, masks, parsed times and
+            # cleaned codes must come out the same in every engine.
+            n, amt, emails, email_min, cards, card_max, ct, ct_sum, countries, event_types = con.execute("""
+                SELECT count(*), sum(amount), count(DISTINCT email), min(email), count(card_number),
+                       max(card_number), count(client_time), sum(epoch(client_time))::BIGINT,
+                       string_agg(DISTINCT country, ',' ORDER BY country),
+                       string_agg(DISTINCT event_type, ',' ORDER BY event_type)
+                FROM ds""").fetchall()[0]
+            out.update({f"{name}_rows": n, f"{name}_amount": str(amt), f"{name}_emails": emails,
+                        f"{name}_email_min": (email_min or "")[:16], f"{name}_cards": cards,
+                        f"{name}_card_max": card_max, f"{name}_client_times": ct,
+                        f"{name}_client_time_sum": ct_sum, f"{name}_countries": countries,
+                        f"{name}_event_types": event_types})
+            if name == "curated":
+                named, purchases, hours = con.execute(
+                    "SELECT count(country_name), count(*) FILTER (WHERE is_purchase), sum(hour_of_day)::BIGINT "
+                    "FROM ds").fetchall()[0]
+                out.update(curated_matched_country=named, curated_purchases=purchases, curated_hour_sum=hours)
         else:
             out[f"{name}_rows"] = con.execute("SELECT count(*) FROM ds").fetchall()[0][0]
     return out

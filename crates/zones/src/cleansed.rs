@@ -219,7 +219,13 @@ async fn run_stage(
                     )
                     .await?
                 }
-                None => table::write(t, good, WriteOptions::default(), props()).await?,
+                None => {
+                    let options = WriteOptions {
+                        schema_mode: additive_columns(evolution),
+                        ..Default::default()
+                    };
+                    table::write(t, good, options, props()).await?
+                }
             }
         }
         existing => {
@@ -297,6 +303,11 @@ pub(crate) async fn merge(
         .await
         .map_err(err)?;
     Ok(table)
+}
+
+/// The write mode that adds new columns, under `additive` evolution.
+pub(crate) fn additive_columns(evolution: SchemaEvolution) -> Option<SchemaMode> {
+    (evolution == SchemaEvolution::Additive).then_some(SchemaMode::Merge)
 }
 
 /// Under `strict` evolution, output columns the table lacks are an error.

@@ -302,6 +302,7 @@ async fn run_stage(
                 None => {
                     let options = WriteOptions {
                         target_file_size: target_size,
+                        schema_mode: crate::cleansed::additive_columns(evolution),
                         ..Default::default()
                     };
                     table::write(t, out, options, props()).await?

@@ -11,8 +11,10 @@
 
 use std::time::Duration;
 
+use deltalake::DeltaTable;
 use serde::Serialize;
 use tarn_common::Zone;
+use tarn_common::pipeline::Retention;
 
 use crate::error::{Error, Result};
 use crate::stage::{ZoneContext, counts, register};
@@ -68,6 +70,73 @@ pub struct PolicyAction {
     pub dry_run: bool,
 }
 
+/// Deletes (or, with `dry_run`, counts) the rows of `t` past retention `r`.
+/// A quarantine table without the column is skipped (it keeps only what its
+/// stage could read); any other table without it is an error.
+async fn retention(
+    ctx: &ZoneContext,
+    t: DeltaTable,
+    label: &str,
+    r: &Retention,
+    dry_run: bool,
+    quarantine: bool,
+) -> Result<(DeltaTable, Option<PolicyAction>)> {
+    let has_column = t
+        .snapshot()
+        .map(|s| s.schema().field(&r.column).is_some())
+        .unwrap_or(false);
+    if !has_column {
+        if quarantine {
+            tracing::warn!(table = %label, "no retention column `{}`; skipped", r.column);
+            return Ok((t, None));
+        }
+        return Err(Error::Invalid(format!(
+            "retention of {label}: the table has no column `{}`",
+            r.column
+        )));
+    }
+    let predicate = format!(
+        "CAST({} AS TIMESTAMP) < CAST(now() AS TIMESTAMP) - INTERVAL '{} days'",
+        ident(&r.column),
+        r.days
+    );
+    let session = ctx.session();
+    let df = session
+        .read_table(table::provider(&t, &session, None).await?)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    register(&session, "t", df)?;
+    let rows = counts(
+        &session,
+        &format!("SELECT count(*) FROM t WHERE {predicate}"),
+    )
+    .await?[0];
+    let mut t = t;
+    let mut version = None;
+    if rows > 0 && !dry_run {
+        let url = t.table_url().clone();
+        let (nt, _) = t
+            .delete()
+            .with_predicate(predicate)
+            .await
+            .map_err(|e| Error::delta(&url, e))?;
+        version = Some(table::version(&nt));
+        t = nt;
+    }
+    let action = PolicyAction {
+        table: label.to_string(),
+        policy: "retention".into(),
+        rule: format!(
+            "delete rows where {} is older than {} days",
+            r.column, r.days
+        ),
+        rows_deleted: rows,
+        files_deleted: Vec::new(),
+        version,
+        dry_run,
+    };
+    Ok((t, Some(action)))
+}
+
 /// Enforces retention and vacuum on every table of every configured dataset
 /// (and its marts), zone by zone.
 pub async fn apply(ctx: &ZoneContext, dry_run: bool) -> Result<Vec<PolicyAction>> {
@@ -94,53 +163,10 @@ pub async fn apply(ctx: &ZoneContext, dry_run: bool) -> Result<Vec<PolicyAction>
                         "the raw zone is immutable: retention cannot delete from it".into(),
                     ));
                 }
-                let has_column = t
-                    .snapshot()
-                    .map(|s| s.schema().field(&r.column).is_some())
-                    .unwrap_or(false);
-                if !has_column {
-                    return Err(Error::Invalid(format!(
-                        "retention of {label}: the table has no column `{}`",
-                        r.column
-                    )));
-                }
-                let predicate = format!(
-                    "{} < CAST(now() AS TIMESTAMP) - INTERVAL '{} days'",
-                    format_args!("CAST({} AS TIMESTAMP)", ident(&r.column)),
-                    r.days
-                );
-                let session = ctx.session();
-                let df = session
-                    .read_table(table::provider(&t, &session, None).await?)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                register(&session, "t", df)?;
-                let rows = counts(
-                    &session,
-                    &format!("SELECT count(*) FROM t WHERE {predicate}"),
-                )
-                .await?[0];
-                let mut version = None;
-                if rows > 0 && !dry_run {
-                    let (nt, _) = t
-                        .delete()
-                        .with_predicate(predicate.clone())
-                        .await
-                        .map_err(|e| Error::delta(&url, e))?;
-                    version = Some(table::version(&nt));
-                    t = nt;
-                }
-                actions.push(PolicyAction {
-                    table: label.clone(),
-                    policy: "retention".into(),
-                    rule: format!(
-                        "delete rows where {} is older than {} days",
-                        r.column, r.days
-                    ),
-                    rows_deleted: rows,
-                    files_deleted: Vec::new(),
-                    version,
-                    dry_run,
-                });
+                let quarantine = name.starts_with("_quarantine/");
+                let (nt, action) = retention(ctx, t, &label, r, dry_run, quarantine).await?;
+                t = nt;
+                actions.extend(action);
             }
             if let Some(hours) = policy.vacuum_hours {
                 let (_, metrics) = t
