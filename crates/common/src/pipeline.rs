@@ -258,12 +258,19 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lookup {
-    /// The reference dataset (`zone/dataset`, or a dataset name in raw).
+    /// The reference dataset: `zone/dataset`, or a name, read from the most
+    /// refined zone that has it (curated, cleansed, then raw).
     pub dataset: String,
-    /// Join column, the same name on both sides.
+    /// The join column of the input.
     pub key: String,
+    /// The join column of the reference [default: `key`].
+    #[serde(default)]
+    pub reference_key: Option<String>,
     /// Columns added from the reference.
     pub columns: Vec<String>,
+    /// Prepended to the added columns' names (two lookups of one table).
+    #[serde(default)]
+    pub prefix: Option<String>,
     /// What happens to rows without a match.
     #[serde(default)]
     pub unmatched: Unmatched,

@@ -37,12 +37,22 @@ pub async fn process(
     }
 }
 
-/// The table a lookup or referential check reads: the dataset in the most
-/// refined zone that has it (curated, then cleansed, then raw).
+/// The table a lookup or referential check reads: `zone/name`, or the dataset
+/// in the most refined zone that has it (curated, then cleansed, then raw).
 pub(crate) async fn reference_table(
     ctx: &ZoneContext,
     dataset: &str,
 ) -> Result<(String, deltalake::DeltaTable)> {
+    if let Some((zone, name)) = dataset.split_once('/') {
+        let zone: Zone = zone
+            .parse()
+            .map_err(|e| Error::Invalid(format!("reference `{dataset}`: {e}")))?;
+        let url = ctx.table_url(zone, name);
+        let t = table::load(&url, &ctx.roots.options)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("reference `{dataset}`: no table at {url}")))?;
+        return Ok((dataset.to_string(), t));
+    }
     for zone in [Zone::Curated, Zone::Cleansed, Zone::Raw] {
         if let Some(t) = table::load(&ctx.table_url(zone, dataset), &ctx.roots.options).await? {
             return Ok((format!("{zone}/{dataset}"), t));
