@@ -118,7 +118,42 @@ async fn run_stage(
         })
         .collect();
     let standardized = standardize(input, &config, &salt).map_err(Error::Invalid)?;
-    register(&session, "standardized", standardized)?;
+    let columns: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let select = columns
+        .iter()
+        .map(|c| ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match &config.dedup {
+        Some(d) => {
+            for k in d.keys.iter().chain([&d.order_by]) {
+                if !columns.contains(k) {
+                    return Err(Error::Invalid(format!(
+                        "cleanse.dedup names `{k}`, which is not an output column ({})",
+                        columns.join(", ")
+                    )));
+                }
+            }
+            // A row without its key cannot be deduplicated (nor merged): quarantine it.
+            register(&session, "standardized_values", standardized)?;
+            let null_key = d
+                .keys
+                .iter()
+                .map(|k| format!("{} IS NULL", ident(k)))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let why = format!("'dedup key ({}) is null'", d.keys.join(", "));
+            let df = session
+                .sql(&format!(
+                    "SELECT {select}, CASE WHEN {REASON} IS NOT NULL THEN {REASON} \
+                     WHEN {null_key} THEN {why} END AS {REASON} FROM standardized_values"
+                ))
+                .await
+                .context(|| "plan the dedup key check".into())?;
+            register(&session, "standardized", df)?;
+        }
+        None => register(&session, "standardized", standardized)?,
+    }
 
     let c = counts(
         &session,
@@ -129,22 +164,8 @@ async fn run_stage(
     run.result.rows_in = rows_in;
     run.result.rows_quarantined = bad;
 
-    let columns: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
-    let select = columns
-        .iter()
-        .map(|c| ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
     let good_sql = match &config.dedup {
         Some(d) => {
-            for k in d.keys.iter().chain([&d.order_by]) {
-                if !columns.contains(k) {
-                    return Err(Error::Invalid(format!(
-                        "cleanse.dedup names `{k}`, which is not an output column ({})",
-                        columns.join(", ")
-                    )));
-                }
-            }
             let keys = d
                 .keys
                 .iter()
@@ -186,11 +207,7 @@ async fn run_stage(
             Some(q) => q,
             None => table::uninitialized(&q_url, options)?,
         };
-        let options = WriteOptions {
-            overwrite: full_refresh,
-            ..Default::default()
-        };
-        table::write(q, rows, options, props()).await?;
+        table::write(q, rows, quarantine_write(full_refresh), props()).await?;
     }
     crate::stage::failpoint("cleanse:after-quarantine");
 
@@ -303,6 +320,20 @@ pub(crate) async fn merge(
         .await
         .map_err(err)?;
     Ok(table)
+}
+
+/// How a stage writes its quarantine table: appended to, taking new columns
+/// as they come, or rebuilt by a full refresh.
+pub(crate) fn quarantine_write(full_refresh: bool) -> WriteOptions {
+    WriteOptions {
+        overwrite: full_refresh,
+        schema_mode: Some(if full_refresh {
+            SchemaMode::Overwrite
+        } else {
+            SchemaMode::Merge
+        }),
+        ..Default::default()
+    }
 }
 
 /// The write mode that adds new columns, under `additive` evolution.

@@ -283,10 +283,7 @@ async fn run_stage(
             Some(q) => q,
             None => table::uninitialized(&q_url, options)?,
         };
-        let options = WriteOptions {
-            overwrite: full_refresh,
-            ..Default::default()
-        };
+        let options = crate::cleansed::quarantine_write(full_refresh);
         table::write(q, rows, options, props()).await?;
     }
     crate::stage::failpoint("curate:after-quarantine");
