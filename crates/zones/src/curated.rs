@@ -108,6 +108,14 @@ async fn run_stage(
     if last >= Some(up_version) {
         return Ok(false);
     }
+    // Without keys the curated table is appended to, so an upstream rewrite
+    // (a full refresh of cleanse alone, a retention delete) means rebuilding.
+    let full_refresh = full_refresh
+        || match (last, &keys) {
+            (Some(v), None) => table::removed_since(&upstream, v).await?,
+            _ => false,
+        };
+    let last = if full_refresh { None } else { last };
 
     let session = ctx.session();
     let input = match last {

@@ -89,6 +89,28 @@ pub fn commit_properties(txns: &[(String, i64)], run_id: &str) -> CommitProperti
         .with_metadata(info)
 }
 
+/// Whether any commit after `after` up to the table's version removed rows
+/// (an overwrite, a delete, a MERGE that updated rows).
+pub async fn removed_since(table: &DeltaTable, after: i64) -> Result<bool> {
+    let url = table.table_url().clone();
+    for v in (after + 1)..=version(table) {
+        let bytes = table
+            .log_store()
+            .read_commit_entry(v as u64)
+            .await
+            .map_err(|e| Error::delta(&url, e))?
+            .ok_or_else(|| Error::Internal(format!("{url}: commit {v} is missing")))?;
+        let actions = get_actions(v as u64, &bytes).map_err(|e| Error::delta(&url, e))?;
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::Remove(r) if r.data_change))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The files added by the commits after `after` up to the table's version,
 /// that are still part of it (a file removed since is covered by the files
 /// that replaced it).

@@ -481,3 +481,25 @@ async fn optimize_compacts_small_files() {
         .unwrap_err();
     assert!(err.to_string().contains("no column `nope`"), "{err}");
 }
+
+#[tokio::test]
+async fn without_keys_an_upstream_rewrite_rebuilds_curated_instead_of_duplicating() {
+    let keyless = PIPELINE.replace("      dedup: { keys: [id], order_by: rev }\n", "");
+    let t = local_lake_with(&keyless).await;
+    ingest_teams(&t).await;
+    ingest(&t, "day1.csv", DAY1).await;
+    let first = t.lake.process_data("ev").await.unwrap();
+    assert_eq!(counts(&first, "cleanse"), (5, 4, 1, 0), "no dedup");
+    let cleanse_only = ProcessOptions {
+        until: Zone::Cleansed,
+        full_refresh: true,
+    };
+    t.lake.process_with("ev", cleanse_only).await.unwrap();
+    let again = t.lake.process_data("ev").await.unwrap();
+    assert!(again.is_success(), "{again:?}");
+    assert_eq!(
+        rows(&t.lake, "SELECT id, rev FROM curated.ev ORDER BY id, rev").await,
+        [["1", "1"], ["1", "2"], ["4", "1"]],
+        "each cleansed row once, not twice"
+    );
+}
