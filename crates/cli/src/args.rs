@@ -7,9 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// tarn: an enterprise data lake in one binary.
 ///
 /// Files go in, are validated against their schema, and land as Delta tables in
-/// the raw zone; bad records go to quarantine with a reason. SQL and structured
-/// queries run over every zone. Start with `tarn demo`, or `tarn init`, then
-/// `tarn ingest file` and `tarn query`.
+/// the raw zone; bad records go to quarantine with a reason. `tarn process`
+/// promotes new data through the cleansed, curated and consumption zones as
+/// tarn.yaml declares. SQL and structured queries run over every zone. Start
+/// with `tarn demo`, or `tarn init`, then `tarn ingest file`, `tarn process`
+/// and `tarn query`.
 #[derive(Debug, Parser)]
 #[command(
     name = "tarn",
@@ -237,11 +239,12 @@ const INGEST_EXAMPLES: &str = "Examples:
   tarn ingest file -d legacy -p export.txt --format csv --delimiter ';' --no-header --null-marker NULL";
 
 const EXAMPLES: &str = "Quick start:
-  tarn demo                      a lake in ./tarn-demo with a sample ingest
+  tarn demo                      the user_events example through every zone, in ./tarn-demo
   tarn init mylake               a new lake (tarn.yaml, zones, catalog)
   tarn -c mylake/tarn.yaml ingest file -d events -p 'incoming/*.csv' -s events.avsc
+  tarn -c mylake/tarn.yaml process events
   tarn -c mylake/tarn.yaml catalog show events
-  tarn -c mylake/tarn.yaml query \"SELECT count(*) FROM raw.events\"";
+  tarn -c mylake/tarn.yaml query \"SELECT count(*) FROM curated.events\"";
 
 #[derive(Debug, Subcommand)]
 pub enum IngestCommand {

@@ -662,6 +662,8 @@ governance:
   # sqlite://PATH (embedded, the default) or postgresql://user@host:5432/db
   metadata_store: sqlite://./lake/metadata.db
   compliance_rules: compliance.yaml
+  # Salt of the hash/tokenize masks; keep it out of the file (env TARN_MASKING_SALT overrides).
+  # masking_salt: ${MY_MASKING_SALT}
 
 processing:
   # Rows per batch read from a source (env: TARN_PROCESSING_BATCH_SIZE).
@@ -684,6 +686,12 @@ sources: {}
 #    format: csv              # csv | ndjson | json | parquet | avro (default: from the extension)
 #    csv: { header: true, delimiter: ",", quote: "\"", null_marker: "NULL" }
 
+# Per-zone policies; a dataset may override them under its own `policies:`.
+policies: {}
+#  cleansed: { required_masking: [pii] }          # classified columns must be masked by cleanse
+#  curated: { retention: { column: timestamp, days: 365 }, vacuum_hours: 168 }
+#  (raw is immutable: no retention there; `tarn policy apply [--dry-run]` enforces the rest)
+
 # One entry per dataset.
 datasets: {}
 #  user_events:
@@ -694,6 +702,22 @@ datasets: {}
 #    description: Clickstream events from the web shop
 #    tags: [events, web]
 #    source: landing                    # or inline: { path: incoming/*.csv, format: csv }
+#    classifications: { email: pii }
+#    # `tarn process` runs these (see examples/user_events/tarn.yaml for every setting):
+#    cleanse:                           # raw -> cleansed
+#      trim: [country]
+#      case: { country: upper }
+#      cast: { amount: "DECIMAL(10,2)" }
+#      dedup: { keys: [event_id], order_by: _ingested_at }
+#      mask: { email: hash }
+#    curate:                            # cleansed -> curated
+#      expectations:
+#        - { name: amount_range, between: { column: amount, min: 0 }, severity: quarantine }
+#      lookups: [{ dataset: countries, key: country, columns: [country_name] }]
+#      partition: { by: day }
+#    consume:                           # curated -> consumption
+#      marts:
+#        daily: SELECT _partition_date AS day, count(*) AS events FROM curated.user_events GROUP BY 1
 "#;
 
 /// The commented `compliance.yaml` that `tarn init` writes.
@@ -742,6 +766,42 @@ mod tests {
         assert_eq!(roots.consumption.as_str(), "s3://b/x");
         assert_eq!(c.metadata_store_url(), "sqlite:///lake/./m.db");
         assert_eq!(c.processing.batch_size, 8192);
+    }
+
+    #[test]
+    fn pipelines_policies_and_their_mistakes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ev.yaml"),
+            "curate:\n  derive: { big: \"amount > 10\" }\n",
+        )
+        .unwrap();
+        let base = format!(
+            "{MINIMAL}policies:\n  curated: {{ retention: {{ column: ts, days: 30 }}, vacuum_hours: 1 }}\n"
+        );
+        let text = format!(
+            "{base}datasets:\n  ev:\n    pipeline: ev.yaml\n    cleanse: {{ trim: [a] }}\n    policies:\n      curated: {{ vacuum_hours: 9 }}\n"
+        );
+        let c = TarnConfig::from_yaml(&text, &dir.path().join("tarn.yaml"), dir.path()).unwrap();
+        let ev = &c.datasets["ev"];
+        assert_eq!(ev.cleanse.as_ref().unwrap().trim, ["a"]);
+        assert_eq!(ev.curate.as_ref().unwrap().derive["big"], "amount > 10");
+        let policy = c.policy(Zone::Curated, "ev");
+        assert_eq!(policy.vacuum_hours, Some(9), "the dataset overrides");
+        assert_eq!(policy.retention.unwrap().days, 30, "the rest is the zone's");
+
+        let both = format!(
+            "{base}datasets:\n  ev:\n    pipeline: ev.yaml\n    curate: {{ derive: {{ x: \"1\" }} }}\n"
+        );
+        let err = TarnConfig::from_yaml(&both, &dir.path().join("tarn.yaml"), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both inline and in"), "{err}");
+
+        let raw =
+            format!("{MINIMAL}policies:\n  raw: {{ retention: {{ column: ts, days: 1 }} }}\n");
+        let err = parse(&raw).unwrap_err().to_string();
+        assert!(err.contains("raw zone is immutable"), "{err}");
     }
 
     #[test]
