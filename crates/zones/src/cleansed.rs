@@ -291,6 +291,9 @@ pub(crate) async fn merge(
         .with_source_alias("source")
         .with_target_alias("target")
         .with_merge_schema(evolution == SchemaEvolution::Additive)
+        // Read the source once, as a stream: memory stays bounded however
+        // large the increment (delta-rs still prunes target files on the fly).
+        .with_streaming(true)
         .with_commit_properties(props)
         .when_matched_update(|mut u| {
             if let Some(order) = order_by.map(ident) {
