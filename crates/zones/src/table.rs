@@ -89,9 +89,13 @@ pub fn commit_properties(txns: &[(String, i64)], run_id: &str) -> CommitProperti
         .with_metadata(info)
 }
 
-/// Whether any commit after `after` up to the table's version removed rows
-/// (an overwrite, a delete, a MERGE that updated rows).
-pub async fn removed_since(table: &DeltaTable, after: i64) -> Result<bool> {
+/// Whether any commit after `after` up to the table's version has an
+/// action `pred` accepts.
+async fn any_action_since(
+    table: &DeltaTable,
+    after: i64,
+    pred: impl Fn(&Action) -> bool,
+) -> Result<bool> {
     let url = table.table_url().clone();
     for v in (after + 1)..=version(table) {
         let bytes = table
@@ -101,14 +105,34 @@ pub async fn removed_since(table: &DeltaTable, after: i64) -> Result<bool> {
             .map_err(|e| Error::delta(&url, e))?
             .ok_or_else(|| Error::Internal(format!("{url}: commit {v} is missing")))?;
         let actions = get_actions(v as u64, &bytes).map_err(|e| Error::delta(&url, e))?;
-        if actions
-            .iter()
-            .any(|a| matches!(a, Action::Remove(r) if r.data_change))
-        {
+        if actions.iter().any(&pred) {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// Whether any commit after `after` removed rows (an overwrite, a delete, a
+/// MERGE that updated rows).
+pub async fn removed_since(table: &DeltaTable, after: i64) -> Result<bool> {
+    any_action_since(
+        table,
+        after,
+        |a| matches!(a, Action::Remove(r) if r.data_change),
+    )
+    .await
+}
+
+/// Whether any commit after `after` changed the table's rows (a compaction
+/// or Z-order does not).
+pub async fn data_changed_since(table: &DeltaTable, after: i64) -> Result<bool> {
+    any_action_since(table, after, |a| match a {
+        Action::Add(f) => f.data_change,
+        Action::Remove(f) => f.data_change,
+        Action::Metadata(_) => true,
+        _ => false,
+    })
+    .await
 }
 
 /// The files added by the commits after `after` up to the table's version,

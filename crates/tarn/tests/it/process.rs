@@ -503,3 +503,35 @@ async fn without_keys_an_upstream_rewrite_rebuilds_curated_instead_of_duplicatin
         "each cleansed row once, not twice"
     );
 }
+
+#[tokio::test]
+async fn a_compaction_does_not_refresh_marts_but_new_rows_do() {
+    let over_raw = PIPELINE.replace(
+        "ev_daily: SELECT _partition_date AS day, count(*) AS n, sum(amount) AS total FROM curated.ev GROUP BY 1",
+        "raw_count: SELECT count(*) AS n FROM raw.ev",
+    );
+    let t = local_lake_with(&over_raw).await;
+    ingest_teams(&t).await;
+    ingest(&t, "day1.csv", DAY1).await;
+    ingest(&t, "day2.csv", DAY2).await;
+    t.lake.process_data("ev").await.unwrap();
+    let built = t.version(Zone::Consumption, "raw_count").await;
+    let report = t.lake.optimize(Zone::Raw, "ev", &[]).await.unwrap();
+    assert!(report.version.is_some(), "{report:?}");
+    let after = t.lake.process_data("ev").await.unwrap();
+    assert_eq!(stage(&after, "consume").status, StageStatus::Skipped);
+    assert_eq!(t.version(Zone::Consumption, "raw_count").await, built);
+
+    ingest(
+        &t,
+        "day3.csv",
+        "id,rev,name,amount,email,ts\n9,1,zoe,1.00,,2024-01-04T00:00:00Z\n",
+    )
+    .await;
+    let refreshed = t.lake.process_data("ev").await.unwrap();
+    assert_eq!(stage(&refreshed, "consume").status, StageStatus::Succeeded);
+    assert_eq!(
+        rows(&t.lake, "SELECT n FROM consumption.raw_count").await,
+        [["9"]]
+    );
+}
