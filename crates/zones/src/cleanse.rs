@@ -11,27 +11,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::DataFrame;
 use tarn_common::pipeline::{Case, CleanseConfig, Mask, MaskKind};
 
-/// `name` as an SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `text` as an SQL string literal.
-fn string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// A JSON scalar from the config as an SQL literal.
-fn literal(v: &serde_json::Value) -> Result<String, String> {
-    match v {
-        serde_json::Value::String(s) => Ok(string(s)),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
-        serde_json::Value::Bool(b) => Ok(b.to_string()),
-        other => Err(format!(
-            "a default must be a string, number or boolean, not {other}"
-        )),
-    }
-}
+use crate::sql::{ident, literal, string};
 
 /// One output column of the standardization.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +110,10 @@ pub fn column_sql(
         .find(|(c, _)| setting(c))
         .map(|(_, v)| v)
     {
-        e = format!("coalesce({e}, {})", literal(v)?);
+        e = format!(
+            "coalesce({e}, {})",
+            literal(v).map_err(|m| format!("default of `{name}`: {m}"))?
+        );
     }
     if let Some(mask) = config.mask.iter().find(|(c, _)| setting(c)).map(|(_, v)| v) {
         let text = format!("CAST({e} AS VARCHAR)");

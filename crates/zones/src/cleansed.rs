@@ -14,8 +14,9 @@ use tarn_governance::ColumnLineage;
 use crate::cleanse::{REASON, plan_columns, standardize};
 use crate::error::{Context, Error, Result};
 use crate::result::StageResult;
+use crate::sql::ident;
 use crate::stage::{StageRun, ZoneContext, counts, register};
-use crate::table::{self, WriteOptions, ident};
+use crate::table::{self, WriteOptions};
 
 /// The `txn` application id under which a stage records its upstream version.
 pub(crate) fn app_id(stage: &str) -> String {

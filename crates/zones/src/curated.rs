@@ -13,8 +13,9 @@ use crate::cleansed::{app_id, check_new_columns};
 use crate::error::{Context, Error, Result};
 use crate::quality::{Checks, gate_failure};
 use crate::result::StageResult;
+use crate::sql::ident;
 use crate::stage::{StageRun, ZoneContext, counts, register};
-use crate::table::{self, WriteOptions, ident};
+use crate::table::{self, WriteOptions};
 use crate::{enrich, partition};
 
 /// Runs the curate stage of `dataset`: one result, or two when it first

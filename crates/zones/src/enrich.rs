@@ -5,7 +5,7 @@ use tarn_common::pipeline::{Lookup, Unmatched};
 use tarn_governance::ColumnLineage;
 
 use crate::error::{Error, Result};
-use crate::table::ident;
+use crate::sql::{ident, string};
 
 /// The SQL of the enrichment of view `input`: each lookup `i` joins view
 /// `_tarn_lookup_<i>` (its reference table, registered by the caller), then
@@ -62,8 +62,8 @@ pub fn enrichment_sql(
                 ident(&l.key)
             ));
             failures.push(format!(
-                "CASE WHEN NOT _tarn_matched_{n} THEN 'lookup:{}' END",
-                l.dataset.replace('\'', "''")
+                "CASE WHEN NOT _tarn_matched_{n} THEN {} END",
+                string(&format!("lookup:{}", l.dataset))
             ));
         }
     }

@@ -24,6 +24,7 @@ pub mod partition;
 pub mod policy;
 pub mod quality;
 mod result;
+pub mod sql;
 mod stage;
 pub mod table;
 pub mod udf;

@@ -4,7 +4,7 @@
 use tarn_common::pipeline::{PartitionBy, Partitioning};
 
 use crate::error::{Error, Result};
-use crate::table::ident;
+use crate::sql::ident;
 
 /// The partition date column tarn adds (as raw ingest does).
 pub const DATE_COLUMN: &str = "_partition_date";

@@ -17,8 +17,9 @@ use tarn_common::Zone;
 use tarn_common::pipeline::Retention;
 
 use crate::error::{Error, Result};
+use crate::sql::ident;
 use crate::stage::{ZoneContext, counts, register};
-use crate::table::{self, ident};
+use crate::table;
 
 /// Checks that every column of `dataset` whose classification a zone past
 /// raw requires masked is masked (or dropped) by its cleanse stage.

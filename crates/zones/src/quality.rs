@@ -13,19 +13,12 @@ use tarn_common::pipeline::{Check, Expectation, Severity};
 use tarn_governance::QualityResult;
 
 use crate::error::{Context, Error, Result};
+use crate::sql::{ident, string};
 use crate::stage::{counts, register};
-use crate::table::ident;
 
 /// A JSON scalar from the config as an SQL literal.
-pub(crate) fn sql_literal(v: &serde_json::Value) -> Result<String> {
-    match v {
-        serde_json::Value::String(s) => Ok(format!("'{}'", s.replace('\'', "''"))),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
-        serde_json::Value::Bool(b) => Ok(b.to_string()),
-        other => Err(Error::Invalid(format!(
-            "expected a string, number or boolean, not {other}"
-        ))),
-    }
+fn sql_literal(v: &serde_json::Value) -> Result<String> {
+    crate::sql::literal(v).map_err(Error::Invalid)
 }
 
 /// The kind of a check as stored (`not_null`, `between`, ...).
@@ -177,8 +170,8 @@ impl Checks {
                 Check::Regex { column, pattern } => {
                     let c = ident(column);
                     format!(
-                        "{c} IS NULL OR regexp_like(CAST({c} AS VARCHAR), '{}')",
-                        pattern.replace('\'', "''")
+                        "{c} IS NULL OR regexp_like(CAST({c} AS VARCHAR), {})",
+                        string(pattern)
                     )
                 }
                 Check::Length { column, min, max } => {
@@ -218,8 +211,8 @@ impl Checks {
             .filter(|(i, _)| self.expectations[*i].severity == Severity::Quarantine)
             .map(|(i, _)| {
                 format!(
-                    "CASE WHEN NOT _tarn_ok_{i} THEN '{}' END",
-                    self.expectations[*i].name.replace('\'', "''")
+                    "CASE WHEN NOT _tarn_ok_{i} THEN {} END",
+                    string(&self.expectations[*i].name)
                 )
             })
             .collect();

@@ -288,8 +288,3 @@ pub async fn commit_marker(table: &DeltaTable, props: CommitProperties) -> Resul
         .map_err(|e| Error::delta(url, e))?;
     Ok(done.version as i64)
 }
-
-/// The SQL identifier of `name`.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
