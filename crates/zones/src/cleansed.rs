@@ -15,7 +15,7 @@ use crate::cleanse::{REASON, plan_columns, standardize};
 use crate::error::{Context, Error, Result};
 use crate::result::StageResult;
 use crate::sql::ident;
-use crate::stage::{StageRun, ZoneContext, counts, register};
+use crate::stage::{Resume, StageRun, ZoneContext, counts, register, resume};
 use crate::table::{self, WriteOptions};
 
 /// The `txn` application id under which a stage records its upstream version.
@@ -65,28 +65,25 @@ async fn run_stage(
         ))
     })?;
     let url = ctx.table_url(Zone::Cleansed, dataset);
-    let target = table::load(&url, options).await?;
-    let app = app_id("cleanse");
-    let last = match (&target, full_refresh) {
-        (Some(t), false) => table::consumed_version(t, &app).await?,
-        _ => None,
-    };
     let q_url = ctx.quarantine_url(Zone::Cleansed, dataset);
-    let quarantine = table::load(&q_url, options).await?;
-    let q_last = match (&quarantine, full_refresh) {
-        (Some(q), false) => table::consumed_version(q, &app).await?,
-        _ => None,
-    };
-    // A run that died between its quarantine commit and its table commit:
-    // finish exactly the range it covered first, so that its quarantined rows
-    // are neither lost nor written twice; the caller runs the stage again for
-    // the rest.
-    let (raw, more) = match q_last {
-        Some(q) if Some(q) > last && q < table::version(&raw) => {
-            (table::load_version(&raw_url, options, q).await?, true)
-        }
-        _ => (raw, false),
-    };
+    let app = app_id("cleanse");
+    let Resume {
+        target,
+        last,
+        quarantine,
+        q_last,
+        upstream: raw,
+        more,
+    } = resume(
+        ctx,
+        Zone::Cleansed,
+        dataset,
+        &app,
+        &raw_url,
+        raw,
+        full_refresh,
+    )
+    .await?;
     let raw_version = table::version(&raw);
     run.input(format!("raw/{dataset}"), raw_version);
     if last >= Some(raw_version) {

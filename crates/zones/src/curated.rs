@@ -14,7 +14,7 @@ use crate::error::{Context, Error, Result};
 use crate::quality::{Checks, gate_failure};
 use crate::result::StageResult;
 use crate::sql::ident;
-use crate::stage::{StageRun, ZoneContext, counts, register};
+use crate::stage::{Resume, StageRun, ZoneContext, counts, register, resume};
 use crate::table::{self, WriteOptions};
 use crate::{enrich, partition};
 
@@ -84,26 +84,25 @@ async fn run_stage(
         ))
     })?;
     let url = ctx.table_url(Zone::Curated, dataset);
-    let target = table::load(&url, options).await?;
-    let app = app_id("curate");
-    let last = match (&target, full_refresh) {
-        (Some(t), false) => table::consumed_version(t, &app).await?,
-        _ => None,
-    };
     let q_url = ctx.quarantine_url(Zone::Curated, dataset);
-    let quarantine = table::load(&q_url, options).await?;
-    let q_last = match (&quarantine, full_refresh) {
-        (Some(q), false) => table::consumed_version(q, &app).await?,
-        _ => None,
-    };
-    // As in cleanse: first finish the range of a run that died between its
-    // two commits.
-    let (upstream, more) = match q_last {
-        Some(q) if Some(q) > last && q < table::version(&upstream) => {
-            (table::load_version(&up_url, options, q).await?, true)
-        }
-        _ => (upstream, false),
-    };
+    let app = app_id("curate");
+    let Resume {
+        target,
+        last,
+        quarantine,
+        q_last,
+        upstream,
+        more,
+    } = resume(
+        ctx,
+        Zone::Curated,
+        dataset,
+        &app,
+        &up_url,
+        upstream,
+        full_refresh,
+    )
+    .await?;
     let up_version = table::version(&upstream);
     run.input(format!("cleansed/{dataset}"), up_version);
     if last >= Some(up_version) {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use chrono::Utc;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
 use deltalake::delta_datafusion::create_session_state_with_spill_config;
 use tarn_common::{TarnConfig, Zone, ZoneRoots};
 use tarn_governance::{
@@ -17,6 +18,7 @@ use url::Url;
 
 use crate::error::{Context, Error, Result};
 use crate::result::{StageResult, StageStatus};
+use crate::table;
 
 /// Memory a stage's plans may hold before they spill to disk.
 pub const MEMORY_LIMIT: usize = 2 << 30;
@@ -71,6 +73,64 @@ impl ZoneContext {
         self.roots
             .table_url(zone, &format!("_quarantine/{dataset}"))
     }
+}
+
+/// Where a stage resumes.
+pub(crate) struct Resume {
+    /// The stage's table, if it exists.
+    pub(crate) target: Option<DeltaTable>,
+    /// The upstream version it recorded (none with a full refresh).
+    pub(crate) last: Option<i64>,
+    /// The stage's quarantine table, if it exists.
+    pub(crate) quarantine: Option<DeltaTable>,
+    /// The upstream version the quarantine recorded (none with a full refresh).
+    pub(crate) q_last: Option<i64>,
+    /// The upstream, at the version this pass processes up to.
+    pub(crate) upstream: DeltaTable,
+    /// Whether the upstream has more for another pass.
+    pub(crate) more: bool,
+}
+
+/// Loads what a stage needs to know where it stands. A run that died between
+/// its quarantine commit and its table commit is finished first, range-exact
+/// (the upstream as of the version the quarantine recorded), so that its
+/// quarantined rows are neither lost nor written twice; the caller then runs
+/// another pass for the rest.
+pub(crate) async fn resume(
+    ctx: &ZoneContext,
+    zone: Zone,
+    dataset: &str,
+    app: &str,
+    upstream_url: &Url,
+    upstream: DeltaTable,
+    full_refresh: bool,
+) -> Result<Resume> {
+    let options = &ctx.roots.options;
+    let recorded = |t: Option<DeltaTable>| async move {
+        let v = match (&t, full_refresh) {
+            (Some(t), false) => table::consumed_version(t, app).await?,
+            _ => None,
+        };
+        Ok::<_, Error>((t, v))
+    };
+    let (target, last) =
+        recorded(table::load(&ctx.table_url(zone, dataset), options).await?).await?;
+    let (quarantine, q_last) =
+        recorded(table::load(&ctx.quarantine_url(zone, dataset), options).await?).await?;
+    let (upstream, more) = match q_last {
+        Some(q) if Some(q) > last && q < table::version(&upstream) => {
+            (table::load_version(upstream_url, options, q).await?, true)
+        }
+        _ => (upstream, false),
+    };
+    Ok(Resume {
+        target,
+        last,
+        quarantine,
+        q_last,
+        upstream,
+        more,
+    })
 }
 
 /// One stage run in progress: timing, run record, lineage.

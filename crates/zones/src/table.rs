@@ -89,6 +89,18 @@ pub fn commit_properties(txns: &[(String, i64)], run_id: &str) -> CommitProperti
         .with_metadata(info)
 }
 
+/// The actions of commit `v` of `table`.
+async fn commit_actions(table: &DeltaTable, v: i64) -> Result<Vec<Action>> {
+    let url = table.table_url();
+    let bytes = table
+        .log_store()
+        .read_commit_entry(v as u64)
+        .await
+        .map_err(|e| Error::delta(url, e))?
+        .ok_or_else(|| Error::Internal(format!("{url}: commit {v} is missing")))?;
+    get_actions(v as u64, &bytes).map_err(|e| Error::delta(url, e))
+}
+
 /// Whether any commit after `after` up to the table's version has an
 /// action `pred` accepts.
 async fn any_action_since(
@@ -96,16 +108,8 @@ async fn any_action_since(
     after: i64,
     pred: impl Fn(&Action) -> bool,
 ) -> Result<bool> {
-    let url = table.table_url().clone();
     for v in (after + 1)..=version(table) {
-        let bytes = table
-            .log_store()
-            .read_commit_entry(v as u64)
-            .await
-            .map_err(|e| Error::delta(&url, e))?
-            .ok_or_else(|| Error::Internal(format!("{url}: commit {v} is missing")))?;
-        let actions = get_actions(v as u64, &bytes).map_err(|e| Error::delta(&url, e))?;
-        if actions.iter().any(&pred) {
+        if commit_actions(table, v).await?.iter().any(&pred) {
             return Ok(true);
         }
     }
@@ -148,13 +152,7 @@ pub async fn added_since(table: &DeltaTable, after: i64) -> Result<Vec<Add>> {
         .collect();
     let mut adds = Vec::new();
     for v in (after + 1)..=version(table) {
-        let bytes = table
-            .log_store()
-            .read_commit_entry(v as u64)
-            .await
-            .map_err(|e| Error::delta(&url, e))?
-            .ok_or_else(|| Error::Internal(format!("{url}: commit {v} is missing")))?;
-        for action in get_actions(v as u64, &bytes).map_err(|e| Error::delta(&url, e))? {
+        for action in commit_actions(table, v).await? {
             if let Action::Add(add) = action
                 && add.data_change
                 && live.contains(&add.path)
