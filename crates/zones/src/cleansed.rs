@@ -183,10 +183,6 @@ async fn run_stage(
         .sql(&good_sql)
         .await
         .context(|| "plan the cleansed rows".into())?;
-    register(&session, "good", good.clone())?;
-    let rows_out = counts(&session, "SELECT count(*) FROM good").await?[0];
-    run.result.rows_out = rows_out;
-    run.result.rows_deduplicated = rows_in - bad - rows_out;
 
     let txns = [(app.clone(), raw_version)];
     let props = || table::commit_properties(&txns, run.run_id());
@@ -217,13 +213,13 @@ async fn run_stage(
     let written = match target {
         Some(t) if !full_refresh => {
             check_new_columns(&t, &columns, evolution, &url)?;
-            if rows_out == 0 {
+            if rows_in == bad {
                 run.result.version = Some(table::commit_marker(&t, props()).await?);
                 return Ok(more);
             }
             match &config.dedup {
                 Some(d) => {
-                    merge(
+                    let (t, source_rows) = merge(
                         t,
                         good,
                         &columns,
@@ -232,7 +228,9 @@ async fn run_stage(
                         evolution,
                         props(),
                     )
-                    .await?
+                    .await?;
+                    run.result.rows_out = source_rows;
+                    t
                 }
                 None => {
                     let options = WriteOptions {
@@ -261,13 +259,18 @@ async fn run_stage(
             table::write(t, good, options, props()).await?
         }
     };
+    if run.result.rows_out == 0 {
+        // Not a MERGE: the write's own count of what it added.
+        run.result.rows_out = table::rows_written(&written).await?.unwrap_or(0);
+    }
+    run.result.rows_deduplicated = (rows_in - bad).saturating_sub(run.result.rows_out);
     run.result.version = Some(table::version(&written));
     Ok(more)
 }
 
 /// Upserts `source` into `target` by `keys`. With `order_by`, a newer row
 /// (by that column) replaces the stored one and an older one changes nothing;
-/// without, the source row always wins.
+/// without, the source row always wins. Returns the table and the source rows.
 pub(crate) async fn merge(
     target: DeltaTable,
     source: datafusion::dataframe::DataFrame,
@@ -276,7 +279,7 @@ pub(crate) async fn merge(
     order_by: Option<&str>,
     evolution: SchemaEvolution,
     props: deltalake::kernel::transaction::CommitProperties,
-) -> Result<DeltaTable> {
+) -> Result<(DeltaTable, u64)> {
     let url = target.table_url().clone();
     let on = keys
         .iter()
@@ -284,7 +287,7 @@ pub(crate) async fn merge(
         .collect::<Vec<_>>()
         .join(" AND ");
     let err = |e| Error::delta(&url, e);
-    let (table, _metrics) = target
+    let (table, metrics) = target
         .merge(source, on)
         .with_source_alias("source")
         .with_target_alias("target")
@@ -320,7 +323,7 @@ pub(crate) async fn merge(
         .map_err(err)?
         .await
         .map_err(err)?;
-    Ok(table)
+    Ok((table, metrics.num_source_rows as u64))
 }
 
 /// How a stage writes its quarantine table: appended to, taking new columns

@@ -14,7 +14,7 @@ use crate::error::{Context, Error, Result};
 use crate::quality::{Checks, gate_failure};
 use crate::result::StageResult;
 use crate::sql::ident;
-use crate::stage::{Resume, StageRun, ZoneContext, counts, register, resume};
+use crate::stage::{Resume, StageRun, ZoneContext, register, resume};
 use crate::table::{self, WriteOptions};
 use crate::{enrich, partition};
 
@@ -216,14 +216,10 @@ async fn run_stage(
         register(&session, &r.view, df)?;
     }
     checks.register_checked(&session, &lookup_failures).await?;
-    let results = checks.evaluate(&session, run.run_id(), dataset).await?;
+    let evaluation = checks.evaluate(&session, run.run_id(), dataset).await?;
+    let results = evaluation.results;
     ctx.metadata.record_quality(&results).await?;
-    let c = counts(
-        &session,
-        "SELECT count(*), count(_tarn_failed) FROM checked",
-    )
-    .await?;
-    let (rows_in, bad) = (c[0], c[1]);
+    let (rows_in, bad) = (evaluation.rows, evaluation.quarantined);
     run.result.rows_in = rows_in;
     if let Some(why) = gate_failure(&results) {
         return Err(Error::QualityGate(why));
@@ -313,6 +309,7 @@ async fn run_stage(
                 Some(d) => {
                     crate::cleansed::merge(t, out, &out_columns, &d.keys, None, evolution, props())
                         .await?
+                        .0
                 }
                 None => {
                     let options = WriteOptions {

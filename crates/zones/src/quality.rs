@@ -68,6 +68,16 @@ pub struct Reference {
     pub view: String,
 }
 
+/// What [`Checks::evaluate`] found.
+pub struct Evaluation {
+    /// One result per expectation.
+    pub results: Vec<QualityResult>,
+    /// Rows checked.
+    pub rows: u64,
+    /// Rows that failed a `quarantine` expectation (or a quarantining lookup).
+    pub quarantined: u64,
+}
+
 /// The checks of one stage run, ready to evaluate.
 pub struct Checks {
     expectations: Vec<Expectation>,
@@ -237,14 +247,15 @@ impl Checks {
         register(ctx, "checked", df)
     }
 
-    /// Evaluates every expectation over `checked` and returns the results.
+    /// Evaluates every expectation over `checked`, in one pass that also
+    /// counts the rows and the rows to quarantine.
     pub async fn evaluate(
         &self,
         ctx: &SessionContext,
         run_id: &str,
         dataset: &str,
-    ) -> Result<Vec<QualityResult>> {
-        let mut aggs = vec!["count(*)".to_string()];
+    ) -> Result<Evaluation> {
+        let mut aggs = vec!["count(*)".to_string(), "count(_tarn_failed)".to_string()];
         for (i, e) in self.expectations.iter().enumerate() {
             aggs.push(match &e.check {
                 Check::RowCount { .. } => "0".into(),
@@ -264,11 +275,11 @@ impl Checks {
             .map(|(i, a)| format!("{a} AS _tarn_v{i}"))
             .collect();
         let values = counts(ctx, &format!("SELECT {} FROM checked", aggs.join(", "))).await?;
-        let rows = values[0];
+        let (rows, quarantined) = (values[0], values[1]);
         let recorded_at = Utc::now();
         let mut results = Vec::new();
         for (i, e) in self.expectations.iter().enumerate() {
-            let mut failed = values[i + 1];
+            let mut failed = values[i + 2];
             let observed = match &e.check {
                 Check::RowCount { min, max } => {
                     failed =
@@ -298,7 +309,11 @@ impl Checks {
                 recorded_at,
             });
         }
-        Ok(results)
+        Ok(Evaluation {
+            results,
+            rows,
+            quarantined,
+        })
     }
 }
 
@@ -423,7 +438,9 @@ mod tests {
         let view = &checks.references()[0].view;
         ctx.register_batch(view, refs).unwrap();
         checks.register_checked(&ctx, &[]).await.unwrap();
-        let results = checks.evaluate(&ctx, "run", "ds").await.unwrap();
+        let evaluation = checks.evaluate(&ctx, "run", "ds").await.unwrap();
+        assert_eq!((evaluation.rows, evaluation.quarantined), (4, 2));
+        let results = evaluation.results;
         let failed: Vec<(&str, i64)> = results
             .iter()
             .map(|r| (r.expectation.as_str(), r.failed_rows))

@@ -266,6 +266,21 @@ pub async fn write(
     builder.await.map_err(|e| Error::delta(&url, e))
 }
 
+/// The rows the table's newest commit wrote (its `num_added_rows` metric), or
+/// `None` if the commit does not say.
+pub async fn rows_written(table: &DeltaTable) -> Result<Option<u64>> {
+    use futures::TryStreamExt;
+    let mut history: Vec<_> = table
+        .history(Some(1))
+        .try_collect()
+        .await
+        .map_err(|e| Error::delta(table.table_url(), e))?;
+    Ok(history
+        .first_mut()
+        .and_then(|c| c.info.remove("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows")?.as_u64()))
+}
+
 /// Commits nothing but `props` (the consumed upstream version) to `table`:
 /// the stage read rows, and every one of them went to quarantine.
 pub async fn commit_marker(table: &DeltaTable, props: CommitProperties) -> Result<i64> {
