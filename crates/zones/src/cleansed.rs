@@ -5,10 +5,9 @@
 
 use std::collections::HashMap;
 
-use deltalake::DeltaTable;
 use deltalake::operations::write::SchemaMode;
+use tarn_common::Zone;
 use tarn_common::pipeline::CleanseConfig;
-use tarn_common::{Zone, config::SchemaEvolution};
 use tarn_governance::ColumnLineage;
 
 use crate::cleanse::{REASON, plan_columns, standardize};
@@ -197,11 +196,8 @@ async fn run_stage(
             ))
             .await
             .context(|| "plan the quarantined rows".into())?;
-        let q = match quarantine {
-            Some(q) => q,
-            None => table::uninitialized(&q_url, options)?,
-        };
-        table::write(q, rows, quarantine_write(full_refresh), props()).await?;
+        let q = table::or_new(quarantine, &q_url, options)?;
+        table::write(q, rows, table::quarantine_write(full_refresh), props()).await?;
     }
     crate::stage::failpoint("cleanse:after-quarantine");
 
@@ -212,14 +208,14 @@ async fn run_stage(
         .unwrap_or_default();
     let written = match target {
         Some(t) if !full_refresh => {
-            check_new_columns(&t, &columns, evolution, &url)?;
+            table::check_new_columns(&t, &columns, evolution, &url)?;
             if rows_in == bad {
                 run.result.version = Some(table::commit_marker(&t, props()).await?);
                 return Ok(more);
             }
             match &config.dedup {
                 Some(d) => {
-                    let (t, source_rows) = merge(
+                    let (t, source_rows) = table::merge(
                         t,
                         good,
                         &columns,
@@ -234,7 +230,7 @@ async fn run_stage(
                 }
                 None => {
                     let options = WriteOptions {
-                        schema_mode: additive_columns(evolution),
+                        schema_mode: table::additive_columns(evolution),
                         ..Default::default()
                     };
                     table::write(t, good, options, props()).await?
@@ -242,10 +238,7 @@ async fn run_stage(
             }
         }
         existing => {
-            let t = match existing {
-                Some(t) => t,
-                None => table::uninitialized(&url, options)?,
-            };
+            let t = table::or_new(existing, &url, options)?;
             // The change data feed lets the curate stage read only what changed.
             let options = WriteOptions {
                 overwrite: full_refresh,
@@ -266,112 +259,6 @@ async fn run_stage(
     run.result.rows_deduplicated = (rows_in - bad).saturating_sub(run.result.rows_out);
     run.result.version = Some(table::version(&written));
     Ok(more)
-}
-
-/// Upserts `source` into `target` by `keys`. With `order_by`, a newer row
-/// (by that column) replaces the stored one and an older one changes nothing;
-/// without, the source row always wins. Returns the table and the source rows.
-pub(crate) async fn merge(
-    target: DeltaTable,
-    source: datafusion::dataframe::DataFrame,
-    columns: &[String],
-    keys: &[String],
-    order_by: Option<&str>,
-    evolution: SchemaEvolution,
-    props: deltalake::kernel::transaction::CommitProperties,
-) -> Result<(DeltaTable, u64)> {
-    let url = target.table_url().clone();
-    let on = keys
-        .iter()
-        .map(|k| format!("target.{0} = source.{0}", ident(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let err = |e| Error::delta(&url, e);
-    let (table, metrics) = target
-        .merge(source, on)
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_merge_schema(evolution == SchemaEvolution::Additive)
-        // Read the source once, as a stream: memory stays bounded however
-        // large the increment (delta-rs still prunes target files on the fly).
-        .with_streaming(true)
-        .with_commit_properties(props)
-        .when_matched_update(|mut u| {
-            if let Some(order) = order_by.map(ident) {
-                u = u.predicate(format!(
-                    "source.{order} >= target.{order} OR target.{order} IS NULL"
-                ));
-            }
-            for c in columns {
-                u = u.update(
-                    datafusion::common::Column::new_unqualified(c),
-                    format!("source.{}", ident(c)),
-                );
-            }
-            u
-        })
-        .map_err(err)?
-        .when_not_matched_insert(|mut i| {
-            for c in columns {
-                i = i.set(
-                    datafusion::common::Column::new_unqualified(c),
-                    format!("source.{}", ident(c)),
-                );
-            }
-            i
-        })
-        .map_err(err)?
-        .await
-        .map_err(err)?;
-    Ok((table, metrics.num_source_rows as u64))
-}
-
-/// How a stage writes its quarantine table: appended to, taking new columns
-/// as they come, or rebuilt by a full refresh.
-pub(crate) fn quarantine_write(full_refresh: bool) -> WriteOptions {
-    WriteOptions {
-        overwrite: full_refresh,
-        schema_mode: Some(if full_refresh {
-            SchemaMode::Overwrite
-        } else {
-            SchemaMode::Merge
-        }),
-        ..Default::default()
-    }
-}
-
-/// The write mode that adds new columns, under `additive` evolution.
-pub(crate) fn additive_columns(evolution: SchemaEvolution) -> Option<SchemaMode> {
-    (evolution == SchemaEvolution::Additive).then_some(SchemaMode::Merge)
-}
-
-/// Under `strict` evolution, output columns the table lacks are an error.
-pub(crate) fn check_new_columns(
-    table: &DeltaTable,
-    columns: &[String],
-    evolution: SchemaEvolution,
-    url: &url::Url,
-) -> Result<()> {
-    if evolution == SchemaEvolution::Additive {
-        return Ok(());
-    }
-    let schema = table.snapshot().map_err(|e| Error::delta(url, e))?.schema();
-    let new: Vec<&String> = columns
-        .iter()
-        .filter(|c| schema.field(c).is_none())
-        .collect();
-    if new.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Invalid(format!(
-        "{url} has no column{} {}: the zone's schema evolution is strict \
-         (set `schema_evolution: additive` in the zone's policies to add them)",
-        if new.len() > 1 { "s" } else { "" },
-        new.iter()
-            .map(|c| format!("`{c}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
 }
 
 /// The masking salt, required when a `hash` or `tokenize` mask is configured.

@@ -10,7 +10,7 @@ use tarn_governance::ColumnLineage;
 
 use crate::error::{Error, Result};
 use crate::result::StageResult;
-use crate::stage::{StageRun, ZoneContext, counts, register};
+use crate::stage::{StageRun, ZoneContext};
 use crate::table::{self, WriteOptions};
 
 /// A planned mart.
@@ -128,16 +128,8 @@ async fn refresh(
             return Ok(());
         }
     }
-    let session = ctx.session();
-    register(&session, "mart", df.clone())?;
-    let rows = counts(&session, "SELECT count(*) FROM mart").await?[0];
-    run.result.rows_in = rows;
-    run.result.rows_out = rows;
     let txns: Vec<(String, i64)> = inputs.iter().map(|(t, v)| (input_app_id(t), *v)).collect();
-    let t = match target {
-        Some(t) => t,
-        None => table::uninitialized(&url, &ctx.roots.options)?,
-    };
+    let t = table::or_new(target, &url, &ctx.roots.options)?;
     let options = WriteOptions {
         overwrite: true,
         schema_mode: Some(SchemaMode::Overwrite),
@@ -150,6 +142,10 @@ async fn refresh(
         table::commit_properties(&txns, run.run_id()),
     )
     .await?;
+    // The write counts the rows: no second run of the mart's query.
+    let rows = table::rows_written(&written).await?.unwrap_or(0);
+    run.result.rows_in = rows;
+    run.result.rows_out = rows;
     run.result.version = Some(table::version(&written));
     Ok(())
 }

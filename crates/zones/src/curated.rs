@@ -9,7 +9,7 @@ use tarn_common::Zone;
 use tarn_common::pipeline::{CurateConfig, Dedup};
 use tarn_governance::ColumnLineage;
 
-use crate::cleansed::{app_id, check_new_columns};
+use crate::cleansed::app_id;
 use crate::error::{Context, Error, Result};
 use crate::quality::{Checks, gate_failure};
 use crate::result::StageResult;
@@ -283,11 +283,8 @@ async fn run_stage(
             ))
             .await
             .context(|| "plan the quarantined rows".into())?;
-        let q = match quarantine {
-            Some(q) => q,
-            None => table::uninitialized(&q_url, options)?,
-        };
-        let options = crate::cleansed::quarantine_write(full_refresh);
+        let q = table::or_new(quarantine, &q_url, options)?;
+        let options = table::quarantine_write(full_refresh);
         table::write(q, rows, options, props()).await?;
     }
     crate::stage::failpoint("curate:after-quarantine");
@@ -300,21 +297,21 @@ async fn run_stage(
         .unwrap_or_default();
     let written = match target {
         Some(t) if !full_refresh => {
-            check_new_columns(&t, &out_columns, evolution, &url)?;
+            table::check_new_columns(&t, &out_columns, evolution, &url)?;
             if rows_in == bad {
                 run.result.version = Some(table::commit_marker(&t, props()).await?);
                 return Ok(more);
             }
             match &keys {
                 Some(d) => {
-                    crate::cleansed::merge(t, out, &out_columns, &d.keys, None, evolution, props())
+                    table::merge(t, out, &out_columns, &d.keys, None, evolution, props())
                         .await?
                         .0
                 }
                 None => {
                     let options = WriteOptions {
                         target_file_size: target_size,
-                        schema_mode: crate::cleansed::additive_columns(evolution),
+                        schema_mode: table::additive_columns(evolution),
                         ..Default::default()
                     };
                     table::write(t, out, options, props()).await?
@@ -322,10 +319,7 @@ async fn run_stage(
             }
         }
         existing => {
-            let t = match existing {
-                Some(t) => t,
-                None => table::uninitialized(&url, options)?,
-            };
+            let t = table::or_new(existing, &url, options)?;
             let options = WriteOptions {
                 overwrite: full_refresh,
                 partition_by,

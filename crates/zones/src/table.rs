@@ -18,6 +18,9 @@ use deltalake::logstore::get_actions;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder};
+use tarn_common::config::SchemaEvolution;
+
+use crate::sql::ident;
 use url::Url;
 
 use crate::error::{Context, Error, Result};
@@ -52,8 +55,16 @@ pub async fn load_version(
         .map_err(|e| Error::delta(url, e))
 }
 
-/// A handle on a table that does not exist yet, for a first write.
-pub fn uninitialized(url: &Url, options: &HashMap<String, String>) -> Result<DeltaTable> {
+/// `existing`, or a handle on the table at `url` that does not exist yet,
+/// for a first write.
+pub fn or_new(
+    existing: Option<DeltaTable>,
+    url: &Url,
+    options: &HashMap<String, String>,
+) -> Result<DeltaTable> {
+    if let Some(t) = existing {
+        return Ok(t);
+    }
     DeltaTableBuilder::from_url(url.clone())
         .and_then(|b| b.with_storage_options(options.clone()).build())
         .map_err(|e| Error::delta(url, e))
@@ -300,4 +311,110 @@ pub async fn commit_marker(table: &DeltaTable, props: CommitProperties) -> Resul
         .await
         .map_err(|e| Error::delta(url, e))?;
     Ok(done.version as i64)
+}
+
+/// How a stage writes its quarantine table: appended to, taking new columns
+/// as they come, or rebuilt by a full refresh.
+pub fn quarantine_write(full_refresh: bool) -> WriteOptions {
+    WriteOptions {
+        overwrite: full_refresh,
+        schema_mode: Some(if full_refresh {
+            SchemaMode::Overwrite
+        } else {
+            SchemaMode::Merge
+        }),
+        ..Default::default()
+    }
+}
+
+/// The write mode that adds new columns, under `additive` evolution.
+pub fn additive_columns(evolution: SchemaEvolution) -> Option<SchemaMode> {
+    (evolution == SchemaEvolution::Additive).then_some(SchemaMode::Merge)
+}
+
+/// Under `strict` evolution, output columns the table lacks are an error.
+pub fn check_new_columns(
+    table: &DeltaTable,
+    columns: &[String],
+    evolution: SchemaEvolution,
+    url: &url::Url,
+) -> Result<()> {
+    if evolution == SchemaEvolution::Additive {
+        return Ok(());
+    }
+    let schema = table.snapshot().map_err(|e| Error::delta(url, e))?.schema();
+    let new: Vec<&String> = columns
+        .iter()
+        .filter(|c| schema.field(c).is_none())
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{url} has no column{} {}: the zone's schema evolution is strict \
+         (set `schema_evolution: additive` in the zone's policies to add them)",
+        if new.len() > 1 { "s" } else { "" },
+        new.iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// Upserts `source` into `target` by `keys`. With `order_by`, a newer row
+/// (by that column) replaces the stored one and an older one changes nothing;
+/// without, the source row always wins. Returns the table and the source rows.
+pub async fn merge(
+    target: DeltaTable,
+    source: datafusion::dataframe::DataFrame,
+    columns: &[String],
+    keys: &[String],
+    order_by: Option<&str>,
+    evolution: SchemaEvolution,
+    props: deltalake::kernel::transaction::CommitProperties,
+) -> Result<(DeltaTable, u64)> {
+    let url = target.table_url().clone();
+    let on = keys
+        .iter()
+        .map(|k| format!("target.{0} = source.{0}", ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let err = |e| Error::delta(&url, e);
+    let (table, metrics) = target
+        .merge(source, on)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_merge_schema(evolution == SchemaEvolution::Additive)
+        // Read the source once, as a stream: memory stays bounded however
+        // large the increment (delta-rs still prunes target files on the fly).
+        .with_streaming(true)
+        .with_commit_properties(props)
+        .when_matched_update(|mut u| {
+            if let Some(order) = order_by.map(ident) {
+                u = u.predicate(format!(
+                    "source.{order} >= target.{order} OR target.{order} IS NULL"
+                ));
+            }
+            for c in columns {
+                u = u.update(
+                    datafusion::common::Column::new_unqualified(c),
+                    format!("source.{}", ident(c)),
+                );
+            }
+            u
+        })
+        .map_err(err)?
+        .when_not_matched_insert(|mut i| {
+            for c in columns {
+                i = i.set(
+                    datafusion::common::Column::new_unqualified(c),
+                    format!("source.{}", ident(c)),
+                );
+            }
+            i
+        })
+        .map_err(err)?
+        .await
+        .map_err(err)?;
+    Ok((table, metrics.num_source_rows as u64))
 }
