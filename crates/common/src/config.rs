@@ -82,6 +82,26 @@ pub struct GovernanceConfig {
     /// Salt of the `hash` and `tokenize` masks (env `TARN_MASKING_SALT` overrides it).
     #[serde(default)]
     pub masking_salt: Option<String>,
+    /// Where every job run's OpenLineage events go.
+    #[serde(default)]
+    pub openlineage: OpenLineageConfig,
+}
+
+/// `governance.openlineage:` where OpenLineage RunEvents are sent. The
+/// standard `OPENLINEAGE_URL` and `OPENLINEAGE_NAMESPACE` variables override
+/// `url` and `namespace`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLineageConfig {
+    /// A JSON Lines file events are appended to (relative to tarn.yaml).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// A Marquez-compatible endpoint, e.g. `http://127.0.0.1:5000`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The namespace of jobs and datasets (default `tarn`).
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// `processing:` batch size and threads.

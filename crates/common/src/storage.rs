@@ -17,7 +17,7 @@ use url::Url;
 use crate::error::{Error, Result};
 
 /// The four zones a dataset moves through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Zone {
     /// As ingested, plus `_ingest_*` columns; append-only.

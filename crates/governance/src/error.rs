@@ -23,6 +23,10 @@ pub enum Error {
     /// A stored value could not be decoded (a bug or a hand-edited catalog).
     #[error("metadata store holds an invalid value: {0}")]
     Corrupt(String),
+    /// A request tarn cannot carry out (bad argument, unreachable lineage
+    /// endpoint, unwritable event file).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Result alias for `tarn-governance`.

@@ -222,3 +222,108 @@ pub struct LineageFact {
     /// When it was recorded.
     pub recorded_at: DateTime<Utc>,
 }
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unique, time-ordered id (UUID v7).
+    pub id: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it.
+    pub principal: String,
+    /// What: `query`, `ingest`, `process`, `grant`, `revoke`, `mask`,
+    /// `row_filter`, `principal`, `role`, `token_create`, `token_revoke`,
+    /// `token_use`, `classify`, `erase`.
+    pub action: String,
+    /// On what (a table, a principal, a dataset), if anything.
+    pub target: Option<String>,
+    /// Whether it was allowed.
+    pub allowed: bool,
+    /// Rows returned, written or deleted, where that applies.
+    pub rows: Option<i64>,
+    /// Action-specific details (query text and plan hash, tables and columns
+    /// read, the denial reason, ...).
+    pub detail: serde_json::Value,
+}
+
+impl AuditEvent {
+    /// A new event stamped now.
+    pub fn now(principal: &str, action: &str, target: Option<String>, allowed: bool) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: Utc::now(),
+            principal: principal.to_string(),
+            action: action.to_string(),
+            target,
+            allowed,
+            rows: None,
+            detail: serde_json::Value::Object(Default::default()),
+        }
+    }
+}
+
+/// Which audit events to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this principal's.
+    pub principal: Option<String>,
+    /// Only these actions.
+    pub action: Option<String>,
+    /// Only at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many, newest first (`None`: all).
+    pub limit: Option<usize>,
+}
+
+/// A column's classification tag, detected or set by a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnClassification {
+    /// Dataset name.
+    pub dataset: String,
+    /// Column name.
+    pub column: String,
+    /// e.g. `pii:email`; `none` when a person cleared it.
+    pub tag: String,
+    /// 0..=1; 1 for a person's decision.
+    pub confidence: f64,
+    /// `auto` (detected on ingest) or `manual` (`tarn classify --set/--clear`).
+    pub source: String,
+    /// Why (never the sampled values).
+    pub evidence: String,
+    /// When it was set.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The evidence of one erasure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErasureRecord {
+    /// Unique id.
+    pub id: String,
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// Who ran it.
+    pub principal: String,
+    /// The predicate, e.g. `user_id = 'u123'`.
+    pub predicate: String,
+    /// What it did to each table.
+    pub tables: Vec<ErasedTable>,
+}
+
+/// What an erasure did to one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedTable {
+    /// `zone/dataset`, or `zone/_quarantine/dataset`.
+    pub table: String,
+    /// The table's URL.
+    pub url: String,
+    /// Rows deleted.
+    pub rows_deleted: i64,
+    /// The version before the erasure.
+    pub version_before: i64,
+    /// The version the delete committed (versions before it are no longer
+    /// readable); equal to `version_before` when nothing matched.
+    pub version_after: i64,
+    /// Files the vacuum removed.
+    pub files_vacuumed: i64,
+}

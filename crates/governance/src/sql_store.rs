@@ -8,9 +8,11 @@ use sqlx::{AnyPool, Row};
 use tarn_common::Zone;
 
 use crate::MetadataStore;
+use crate::access::{AccessState, ApiToken, Grant, MaskRule, Principal, RowFilterRule};
+use crate::sql_access;
 use crate::error::{Context, Error, Result};
 use crate::model::{
-    DatasetRecord, IngestionRun, LineageFact, QualityResult, RunStatus, SchemaVersion,
+    AuditEvent, AuditFilter, ColumnClassification, DatasetRecord, ErasureRecord, IngestionRun, LineageFact, QualityResult, RunStatus, SchemaVersion,
     TableStatistics,
 };
 
@@ -27,10 +29,11 @@ impl SqlMetadataStore {
     /// the migrations. A SQLite file is created if it does not exist.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgresql://") || url.starts_with("postgres://");
         let (url, max) = if let Some(rest) = url.strip_prefix("sqlite://") {
             let sep = if rest.contains('?') { '&' } else { '?' };
             (format!("sqlite://{rest}{sep}mode=rwc"), 1)
-        } else if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+        } else if postgres {
             (url.to_string(), 4)
         } else {
             return Err(Error::UnsupportedUrl(url.to_string()));
@@ -41,6 +44,7 @@ impl SqlMetadataStore {
             .await
             .context(&format!("cannot connect to {}", redact(&url)))?;
         MIGRATOR.run(&pool).await?;
+        sql_access::protect_audit_log(&pool, postgres).await?;
         Ok(Self { pool })
     }
 }
@@ -59,11 +63,11 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn ts(t: &DateTime<Utc>) -> String {
+pub(crate) fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| Error::Corrupt(format!("timestamp `{s}`: {e}")))
@@ -413,6 +417,79 @@ impl MetadataStore for SqlMetadataStore {
             .iter()
             .map(lineage_from_row)
             .collect()
+    }
+
+    async fn put_principal(&self, p: &Principal) -> Result<()> {
+        sql_access::put_principal(&self.pool, p).await
+    }
+    async fn delete_principal(&self, name: &str) -> Result<bool> {
+        sql_access::delete_principal(&self.pool, name).await
+    }
+    async fn put_role(&self, name: &str, description: Option<&str>) -> Result<()> {
+        sql_access::put_role(&self.pool, name, description).await
+    }
+    async fn delete_role(&self, name: &str) -> Result<bool> {
+        sql_access::delete_role(&self.pool, name).await
+    }
+    async fn set_role_member(&self, role: &str, principal: &str, member: bool) -> Result<bool> {
+        sql_access::set_role_member(&self.pool, role, principal, member).await
+    }
+    async fn put_grant(&self, grant: &Grant) -> Result<bool> {
+        sql_access::put_grant(&self.pool, grant).await
+    }
+    async fn delete_grant(&self, grant: &Grant) -> Result<bool> {
+        sql_access::delete_grant(&self.pool, grant).await
+    }
+    async fn put_mask(&self, mask: &MaskRule) -> Result<()> {
+        sql_access::put_mask(&self.pool, mask).await
+    }
+    async fn delete_mask(
+        &self,
+        zone: Zone,
+        dataset: &str,
+        column: &str,
+        role: Option<&str>,
+    ) -> Result<bool> {
+        sql_access::delete_mask(&self.pool, zone.as_str(), dataset, column, role).await
+    }
+    async fn put_row_filter(&self, filter: &RowFilterRule) -> Result<()> {
+        sql_access::put_row_filter(&self.pool, filter).await
+    }
+    async fn delete_row_filter(&self, id: &str) -> Result<bool> {
+        sql_access::delete_row_filter(&self.pool, id).await
+    }
+    async fn access_state(&self) -> Result<AccessState> {
+        sql_access::access_state(&self.pool).await
+    }
+    async fn put_token(&self, token: &ApiToken) -> Result<()> {
+        sql_access::put_token(&self.pool, token).await
+    }
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        sql_access::tokens(&self.pool).await
+    }
+    async fn use_token(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        sql_access::use_token(&self.pool, token_hash).await
+    }
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        sql_access::revoke_token(&self.pool, id).await
+    }
+    async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
+        sql_access::append_audit(&self.pool, event).await
+    }
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        sql_access::audit(&self.pool, filter).await
+    }
+    async fn put_classification(&self, c: &ColumnClassification) -> Result<()> {
+        sql_access::put_classification(&self.pool, c).await
+    }
+    async fn classifications(&self, dataset: Option<&str>) -> Result<Vec<ColumnClassification>> {
+        sql_access::classifications(&self.pool, dataset).await
+    }
+    async fn record_erasure(&self, erasure: &ErasureRecord) -> Result<()> {
+        sql_access::record_erasure(&self.pool, erasure).await
+    }
+    async fn erasures(&self) -> Result<Vec<ErasureRecord>> {
+        sql_access::erasures(&self.pool).await
     }
 }
 

@@ -20,7 +20,9 @@ use serde_json::json;
 use tarn_common::config::CsvOptions;
 use tarn_common::storage::object_store_for;
 use tarn_common::{DatasetSchema, Zone, ZoneRoots};
-use tarn_governance::{DatasetRecord, IngestionRun, MetadataStore, RunStatus};
+use tarn_governance::{
+    DatasetRecord, IngestionRun, LineageFact, LineageTable, MetadataStore, RunStatus,
+};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -111,6 +113,28 @@ pub async fn ingest_files(ctx: &IngestContext, spec: &DataSpec) -> Result<Ingest
             run.bytes_read = m.bytes_read as i64;
             run.delta_version = m.delta_version;
             ctx.metadata.finish_run(&run).await?;
+            if result.status != IngestionStatus::Skipped {
+                ctx.metadata
+                    .record_lineage(&LineageFact {
+                        run_id: run.id.clone(),
+                        job: format!("ingest:{}", spec.dataset),
+                        inputs: m
+                            .files
+                            .iter()
+                            .map(|f| LineageTable {
+                                table: f.clone(),
+                                version: None,
+                            })
+                            .collect(),
+                        outputs: vec![LineageTable {
+                            table: format!("raw/{}", spec.dataset),
+                            version: m.delta_version,
+                        }],
+                        columns: Vec::new(),
+                        recorded_at: Utc::now(),
+                    })
+                    .await?;
+            }
             Ok(result)
         }
         Err(e) => {
@@ -285,6 +309,7 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
     }
     meta.delta_version = Some(raw.commit(txns(&|p| p.raw_version), info).await?);
     meta.files_ingested = planned.len();
+    meta.files = planned.iter().map(|p| p.file.url.to_string()).collect();
 
     let validator = validator.expect("returned by the last file");
     if !validator.added_fields().is_empty() {

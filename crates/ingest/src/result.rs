@@ -37,6 +37,9 @@ pub struct IngestionMetadata {
     pub quarantine_location: String,
     /// Files ingested.
     pub files_ingested: usize,
+    /// The URLs of the files ingested.
+    #[serde(default)]
+    pub files: Vec<String>,
     /// Files skipped because they were ingested before.
     pub files_skipped: usize,
     /// The files skipped.

@@ -80,6 +80,8 @@ pub struct CachedResult {
     pub batches: Vec<RecordBatch>,
     /// The tables (and versions) it was computed from.
     pub tables: Vec<TableId>,
+    /// The columns it read, as `zone/dataset.column` (for the audit log).
+    pub columns: Vec<String>,
     /// Memory held.
     pub bytes: usize,
 }
@@ -265,6 +267,7 @@ mod tests {
             schema,
             batches: vec![batch],
             tables: vec![table("t", 1)],
+            columns: Vec::new(),
             bytes,
         }
     }

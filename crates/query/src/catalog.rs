@@ -27,8 +27,11 @@ use tarn_common::{Zone, ZoneRoots};
 use tokio::sync::Mutex;
 use url::Url;
 
+use crate::access::AccessContext;
 use crate::error::{Error, Result};
 use crate::system::SystemSchema;
+use datafusion::common::TableReference;
+use tarn_governance::access::TableAccess;
 
 /// The name of tarn's DataFusion catalog.
 pub const CATALOG: &str = "tarn";
@@ -168,6 +171,8 @@ pub struct TableResolver {
     scan_session: Arc<SessionState>,
     open: Mutex<HashMap<Url, DeltaTable>>,
     known: RwLock<HashMap<Zone, BTreeSet<String>>>,
+    /// Per table URL, the oldest version still readable after an erasure.
+    horizons: RwLock<HashMap<String, i64>>,
 }
 
 impl TableResolver {
@@ -179,7 +184,22 @@ impl TableResolver {
             scan_session,
             open: Mutex::new(HashMap::new()),
             known: RwLock::new(HashMap::new()),
+            horizons: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Sets, per table URL, the oldest version time travel may read (the
+    /// version an erasure committed).
+    pub fn set_erasure_horizons(&self, horizons: HashMap<String, i64>) {
+        *self.horizons.write().expect("catalog lock") = horizons;
+    }
+
+    fn horizon(&self, url: &str) -> Option<i64> {
+        let horizons = self.horizons.read().expect("catalog lock");
+        horizons
+            .get(url)
+            .or_else(|| horizons.get(url.trim_end_matches('/')))
+            .copied()
     }
 
     /// The zone roots.
@@ -242,6 +262,14 @@ impl TableResolver {
             .or_default()
             .insert(base.to_string());
         let version = table.version().map_or(0, |v| v as i64);
+        if let Some(horizon) = self.horizon(url.as_str())
+            && version < horizon
+        {
+            return Err(Error::Invalid(format!(
+                "{zone}.{base} version {version} predates an erasure (committed as version \
+                 {horizon}); versions before it are no longer readable (see `tarn erase --help`)"
+            )));
+        }
         let size = table_size(&table);
         let inner = table
             .table_provider()
@@ -360,22 +388,33 @@ pub fn table_size(table: &DeltaTable) -> TableSize {
 pub struct TarnCatalog {
     zones: Vec<(Zone, Arc<ZoneSchema>)>,
     system: Arc<SystemSchema>,
+    access: Option<Arc<AccessContext>>,
 }
 
 impl TarnCatalog {
-    /// A catalog over `resolver`'s zones and the `system` schema.
-    pub fn new(resolver: Arc<TableResolver>, system: Arc<SystemSchema>) -> Self {
+    /// A catalog over `resolver`'s zones and the `system` schema, as
+    /// `access` allows (`None`: unrestricted).
+    pub fn new(
+        resolver: Arc<TableResolver>,
+        system: Arc<SystemSchema>,
+        access: Option<Arc<AccessContext>>,
+    ) -> Self {
         let zones = Zone::ALL
             .into_iter()
             .map(|zone| {
                 let schema = ZoneSchema {
                     zone,
                     resolver: resolver.clone(),
+                    access: access.clone(),
                 };
                 (zone, Arc::new(schema))
             })
             .collect();
-        Self { zones, system }
+        Self {
+            zones,
+            system,
+            access,
+        }
     }
 }
 
@@ -388,7 +427,14 @@ impl CatalogProvider for TarnCatalog {
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == crate::system::SCHEMA {
-            return Some(self.system.clone());
+            return match &self.access {
+                Some(a) => Some(Arc::new(DeniedSchema(format!(
+                    "permission denied: the system tables are for members of the admin role, \
+                     which `{}` is not",
+                    a.policy().name
+                )))),
+                None => Some(self.system.clone()),
+            };
         }
         self.zones
             .iter()
@@ -402,23 +448,63 @@ impl CatalogProvider for TarnCatalog {
 pub struct ZoneSchema {
     zone: Zone,
     resolver: Arc<TableResolver>,
+    access: Option<Arc<AccessContext>>,
+}
+
+impl ZoneSchema {
+    /// Whether the principal may see that `name` exists.
+    fn visible(&self, name: &str) -> bool {
+        self.access.as_ref().is_none_or(|a| {
+            !matches!(a.policy().table(self.zone, name), TableAccess::Denied(_))
+        })
+    }
 }
 
 #[async_trait]
 impl SchemaProvider for ZoneSchema {
     fn table_names(&self) -> Vec<String> {
-        self.resolver.known(self.zone)
+        let mut names = self.resolver.known(self.zone);
+        names.retain(|n| self.visible(n));
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         match self.resolver.resolve(self.zone, name).await {
-            Ok(t) => Ok(t.map(|t| Arc::new(t) as Arc<dyn TableProvider>)),
+            Ok(Some(t)) => match &self.access {
+                Some(a) => a
+                    .secure(t, TableReference::full(CATALOG, self.zone.as_str(), name))
+                    .map(Some),
+                None => Ok(Some(Arc::new(t))),
+            },
+            Ok(None) => Ok(None),
             Err(Error::Invalid(msg)) => Err(DataFusionError::Plan(msg)),
             Err(e) => Err(DataFusionError::External(Box::new(e))),
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.resolver.known(self.zone).iter().any(|n| n == name)
+        self.visible(name) && self.resolver.known(self.zone).iter().any(|n| n == name)
+    }
+}
+
+/// A schema every lookup of which is refused (the system tables for
+/// principals that are not admins).
+#[derive(Debug)]
+struct DeniedSchema(String);
+
+#[async_trait]
+impl SchemaProvider for DeniedSchema {
+    fn table_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn table(&self, _name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Err(DataFusionError::External(Box::new(Error::PermissionDenied(
+            self.0.clone(),
+        ))))
+    }
+
+    fn table_exist(&self, _name: &str) -> bool {
+        false
     }
 }

@@ -21,8 +21,10 @@ use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use tarn_common::TarnConfig;
-use tarn_governance::MetadataStore;
+use tarn_governance::access::PrincipalPolicy;
+use tarn_governance::{AuditEvent, MetadataStore};
 
+use crate::access::AccessContext;
 use crate::cache::{CacheKey, CachedResult, Principal, QueryCache, batches_size};
 use crate::catalog::{CATALOG, TableId, TableResolver, TableSize, TarnCatalog, ZoneTable};
 use crate::cost::{self, Explanation};
@@ -54,6 +56,8 @@ pub struct QueryStream {
     pub cache: CacheStatus,
     /// The tables (and versions) read.
     pub tables: Vec<TableId>,
+    /// The columns read, as `zone/dataset.column`.
+    pub columns: Vec<String>,
 }
 
 impl std::fmt::Debug for QueryStream {
@@ -117,8 +121,13 @@ pub struct QueryEngine {
     resolver: Arc<TableResolver>,
     cache: Arc<QueryCache>,
     metadata: Arc<dyn MetadataStore>,
+    system: Arc<SystemSchema>,
     partition_keys: Arc<HashMap<String, String>>,
     principal: Principal,
+    /// The policy enforced; `None` for admins.
+    access: Option<Arc<AccessContext>>,
+    /// Whether queries are written to the audit log.
+    audit: bool,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -160,7 +169,7 @@ impl QueryEngine {
         let system = Arc::new(SystemSchema::new(metadata.clone(), cache.clone()));
         ctx.register_catalog(
             CATALOG,
-            Arc::new(TarnCatalog::new(resolver.clone(), system)),
+            Arc::new(TarnCatalog::new(resolver.clone(), system.clone(), None)),
         );
         let partition_keys = config
             .datasets
@@ -172,17 +181,69 @@ impl QueryEngine {
             resolver,
             cache,
             metadata,
+            system,
             partition_keys: Arc::new(partition_keys),
             principal: Principal::admin(),
+            access: None,
+            audit: true,
         })
     }
 
-    /// The same engine (sharing its cache) acting for `principal`.
-    pub fn with_principal(&self, principal: Principal) -> Self {
+    /// The same engine (sharing its tables and cache) acting for the
+    /// principal of `policy`: every table it reads is restricted by the
+    /// policy's grants, masks and row filters; `hash` masks use `salt`.
+    pub fn with_policy(&self, policy: PrincipalPolicy, salt: &str) -> Self {
+        let principal = Principal {
+            name: policy.name.clone(),
+            policy_fingerprint: policy.fingerprint(),
+        };
+        if policy.is_admin {
+            return Self {
+                principal,
+                access: None,
+                ..self.clone()
+            };
+        }
+        let access = Arc::new(AccessContext::new(
+            policy,
+            salt.to_string(),
+            &self.ctx.state(),
+        ));
+        let ctx = SessionContext::new_with_config(self.ctx.copied_config());
+        ctx.register_catalog(
+            CATALOG,
+            Arc::new(TarnCatalog::new(
+                self.resolver.clone(),
+                self.system.clone(),
+                Some(access.clone()),
+            )),
+        );
         Self {
+            ctx,
             principal,
+            access: Some(access),
             ..self.clone()
         }
+    }
+
+    /// The same engine without writing queries to the audit log (for tarn's
+    /// own planning, e.g. of marts, which is audited as the stage run).
+    pub fn without_audit(&self) -> Self {
+        Self {
+            audit: false,
+            ..self.clone()
+        }
+    }
+
+    /// The name of the principal queries run as.
+    pub fn principal(&self) -> &str {
+        &self.principal.name
+    }
+
+    /// Makes versions older than an erasure unreadable: per table URL, the
+    /// version the erasure committed.
+    pub fn set_erasure_horizons(&self, horizons: HashMap<String, i64>) {
+        self.resolver.set_erasure_horizons(horizons);
     }
 
     /// The result cache.
@@ -206,7 +267,43 @@ impl QueryEngine {
 
     /// Plans one SQL statement. Queries and `SET`/`SHOW`/`EXPLAIN` are
     /// allowed; DDL and DML are not: data enters through ingest and process.
+    /// A statement the principal may not run is refused here, and recorded
+    /// in the audit log.
     pub async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan> {
+        let planned = self.plan_sql_unchecked(sql).await;
+        self.enforce(planned, sql).await
+    }
+
+    /// Refuses a plan that reads a column the principal may not read, and
+    /// audits every refusal.
+    async fn enforce(&self, planned: Result<LogicalPlan>, text: &str) -> Result<LogicalPlan> {
+        let planned = match planned {
+            Ok(plan) if self.access.is_some() => {
+                let optimized = self.ctx.state().optimize(&plan)?;
+                crate::access::check_denied_columns(&optimized).map(|_| plan)
+            }
+            other => other,
+        };
+        let planned = planned.map_err(|e| match e {
+            Error::DataFusion(df) => match crate::access::denial(&df) {
+                Some(msg) => Error::PermissionDenied(msg),
+                None => Error::DataFusion(df),
+            },
+            other => other,
+        });
+        if let Err(Error::PermissionDenied(msg)) = &planned
+            && self.audit
+        {
+            let mut event = AuditEvent::now(&self.principal.name, "query", None, false);
+            event.detail = serde_json::json!({ "statement": text, "reason": msg });
+            if let Err(e) = self.metadata.append_audit(&event).await {
+                tracing::warn!("audit log: {e}");
+            }
+        }
+        planned
+    }
+
+    async fn plan_sql_unchecked(&self, sql: &str) -> Result<LogicalPlan> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state.sql_to_statement(sql, &dialect)?;
@@ -272,14 +369,28 @@ impl QueryEngine {
         }
     }
 
-    /// Plans a structured query.
+    /// Plans a structured query, as the principal may run it.
     pub async fn plan_query(&self, query: &Query) -> Result<LogicalPlan> {
+        let planned = self.plan_query_unchecked(query).await;
+        let text = serde_json::to_string(query).unwrap_or_default();
+        self.enforce(planned, &text).await
+    }
+
+    async fn plan_query_unchecked(&self, query: &Query) -> Result<LogicalPlan> {
         let (zone, name) = query.table()?;
-        let Some(table) = self.resolver.resolve(zone, name).await? else {
+        // Through the catalog, so the principal's restrictions apply.
+        let provider = self
+            .ctx
+            .catalog(CATALOG)
+            .and_then(|c| c.schema(zone.as_str()))
+            .ok_or_else(|| Error::Internal(format!("no schema {zone}")))?
+            .table(name)
+            .await?;
+        let Some(provider) = provider else {
             return Err(self.unknown_table(zone, name).await);
         };
         let reference = TableReference::full(CATALOG, zone.as_str(), name);
-        let scan = LogicalPlanBuilder::scan(reference, provider_as_source(Arc::new(table)), None)?;
+        let scan = LogicalPlanBuilder::scan(reference, provider_as_source(provider), None)?;
         let dataset = name.split('@').next().unwrap_or(name);
         structured::build_plan(
             query,
@@ -306,13 +417,14 @@ impl QueryEngine {
     /// Runs one SQL statement.
     pub async fn sql(&self, sql: &str) -> Result<QueryStream> {
         let plan = self.plan_sql(sql).await?;
-        self.execute(plan).await
+        self.execute_statement(plan, sql).await
     }
 
     /// Runs a structured query (the seed's `query_data`).
     pub async fn query(&self, query: &Query) -> Result<QueryStream> {
         let plan = self.plan_query(query).await?;
-        self.execute(plan).await
+        let text = serde_json::to_string(query).unwrap_or_default();
+        self.execute_statement(plan, &text).await
     }
 
     /// The cache key of `plan`, or `None` if its result must not be cached.
@@ -345,6 +457,42 @@ impl QueryEngine {
 
     /// Runs a plan, from the cache when an entry for it is current.
     pub async fn execute(&self, plan: LogicalPlan) -> Result<QueryStream> {
+        self.execute_statement(plan, "").await
+    }
+
+    /// [`execute`](Self::execute), recording `text` (the statement the plan
+    /// came from) in the audit log with the tables and columns read and the
+    /// rows returned.
+    pub async fn execute_statement(&self, plan: LogicalPlan, text: &str) -> Result<QueryStream> {
+        let plan_hash = blake3::hash(plan.display_indent().to_string().as_bytes()).to_hex()[..16]
+            .to_string();
+        let mut query = self.execute_plan(plan).await?;
+        if self.audit {
+            let mut event = AuditEvent::now(
+                &self.principal.name,
+                "query",
+                Some(query.tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")),
+                true,
+            );
+            event.detail = serde_json::json!({
+                "statement": text,
+                "plan_hash": plan_hash,
+                "tables": query.tables.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                "columns": query.columns,
+                "cache": query.cache,
+            });
+            query.stream = Box::pin(AuditingStream {
+                inner: query.stream,
+                event: Some(event),
+                rows: 0,
+                metadata: self.metadata.clone(),
+                pending: None,
+            });
+        }
+        Ok(query)
+    }
+
+    async fn execute_plan(&self, plan: LogicalPlan) -> Result<QueryStream> {
         let inputs = PlanInputs::of(&plan)?;
         let tables: Vec<TableId> = inputs.tables.iter().map(|(t, _)| t.clone()).collect();
         let key = if self.cache.enabled() {
@@ -365,10 +513,17 @@ impl QueryEngine {
                 stream: Box::pin(stream),
                 cache: CacheStatus::Hit,
                 tables,
+                columns: hit.columns.clone(),
             });
         }
-        let df = self.ctx.execute_logical_plan(plan).await?;
-        let stream = df.execute_stream().await?;
+        let state = self.ctx.state();
+        let optimized = state.optimize(&plan)?;
+        let columns = crate::access::columns_read(&optimized);
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await?;
+        let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
         let schema = stream.schema();
         let (stream, cache): (SendableRecordBatchStream, _) = match key {
             Some(key) => (
@@ -379,6 +534,7 @@ impl QueryEngine {
                     held: Some(Vec::new()),
                     bytes: 0,
                     tables: tables.clone(),
+                    columns: columns.clone(),
                 }),
                 CacheStatus::Miss,
             ),
@@ -390,6 +546,7 @@ impl QueryEngine {
             stream,
             cache,
             tables,
+            columns,
         })
     }
 
@@ -413,6 +570,7 @@ struct CachingStream {
     held: Option<Vec<RecordBatch>>,
     bytes: usize,
     tables: Vec<TableId>,
+    columns: Vec<String>,
 }
 
 impl Stream for CachingStream {
@@ -449,6 +607,7 @@ impl Stream for CachingStream {
                             schema: this.inner.schema(),
                             batches,
                             tables: std::mem::take(&mut this.tables),
+                            columns: std::mem::take(&mut this.columns),
                             bytes,
                         },
                     );
@@ -460,6 +619,86 @@ impl Stream for CachingStream {
 }
 
 impl RecordBatchStream for CachingStream {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+/// Passes batches through, counting rows, and when the stream ends (or fails)
+/// appends the query's event to the audit log before reporting the end.
+struct AuditingStream {
+    inner: SendableRecordBatchStream,
+    event: Option<AuditEvent>,
+    rows: i64,
+    metadata: Arc<dyn MetadataStore>,
+    pending: Option<futures::future::BoxFuture<'static, ()>>,
+}
+
+impl AuditingStream {
+    fn finish(&mut self, error: Option<String>) {
+        if let Some(mut event) = self.event.take() {
+            event.rows = Some(self.rows);
+            if let Some(e) = error {
+                event.detail["error"] = serde_json::Value::String(e);
+            }
+            let metadata = self.metadata.clone();
+            self.pending = Some(Box::pin(async move {
+                if let Err(e) = metadata.append_audit(&event).await {
+                    tracing::warn!("audit log: {e}");
+                }
+            }));
+        }
+    }
+}
+
+impl Stream for AuditingStream {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(pending) = &mut this.pending {
+            futures::ready!(pending.as_mut().poll(cx));
+            this.pending = None;
+            return Poll::Ready(None);
+        }
+        if this.event.is_none() {
+            return Poll::Ready(None);
+        }
+        match futures::ready!(this.inner.poll_next_unpin(cx)) {
+            Some(Ok(batch)) => {
+                this.rows += batch.num_rows() as i64;
+                Poll::Ready(Some(Ok(batch)))
+            }
+            Some(Err(e)) => {
+                this.finish(Some(e.to_string()));
+                Poll::Ready(Some(Err(e)))
+            }
+            None => {
+                this.finish(None);
+                let pending = this.pending.as_mut().expect("just set");
+                futures::ready!(pending.as_mut().poll(cx));
+                this.pending = None;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for AuditingStream {
+    /// A result abandoned before its end is still audited, with the rows
+    /// returned so far.
+    fn drop(&mut self) {
+        if self.event.is_some() {
+            self.finish(Some("the reader stopped before the end".into()));
+        }
+        if let (Some(pending), Ok(rt)) = (self.pending.take(), tokio::runtime::Handle::try_current())
+        {
+            rt.spawn(pending);
+        }
+    }
+}
+
+impl RecordBatchStream for AuditingStream {
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }

@@ -32,6 +32,9 @@ pub enum Error {
     /// Writing results failed.
     #[error("cannot write results: {0}")]
     Output(String),
+    /// The principal lacks a privilege; the message names it.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A bug in tarn.
     #[error("internal error: {0}")]
     Internal(String),
@@ -51,7 +54,7 @@ impl Error {
     /// Whether this is the user's mistake rather than a failure of the system.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Invalid(_) => true,
+            Error::Invalid(_) | Error::PermissionDenied(_) => true,
             Error::DataFusion(e) => matches!(
                 e.find_root(),
                 DataFusionError::Plan(_)

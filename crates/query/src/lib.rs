@@ -18,6 +18,7 @@
 //! - [`lineage`]: the column lineage of a query.
 //! - [`output`]: writing results as table, CSV, JSON lines, Parquet or Arrow IPC.
 
+pub mod access;
 pub mod cache;
 pub mod catalog;
 pub mod cost;

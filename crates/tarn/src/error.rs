@@ -27,6 +27,13 @@ pub enum Error {
         #[source]
         source: Box<deltalake::DeltaTableError>,
     },
+    /// The acting principal lacks a privilege; the message names it.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A blocking compliance rule failed; the message names the rule and the
+    /// dataset.
+    #[error("{0}")]
+    Compliance(String),
     /// The request is invalid (unknown dataset, unknown source kind, ...).
     #[error("{0}")]
     Invalid(String),

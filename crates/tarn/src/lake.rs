@@ -7,6 +7,7 @@ use tarn_common::config::{DEFAULT_COMPLIANCE_YAML, DEFAULT_CONFIG_FILE, DEFAULT_
 use tarn_common::storage::local_path;
 use tarn_common::{TarnConfig, Zone};
 use tarn_governance::MetadataStore;
+use tarn_governance::access::PrincipalPolicy;
 use tarn_ingest::{DataSpec, IngestContext, IngestionResult, IngestionStatus, Progress};
 use tarn_query::{Query, QueryEngine, QueryStream, StatisticsManager};
 use tarn_zones::optimize::OptimizeReport;
@@ -20,9 +21,12 @@ use crate::error::{Error, Result};
 /// A tarn lake: its configuration, zone roots and catalog.
 #[derive(Clone)]
 pub struct DataLake {
-    config: TarnConfig,
-    metadata: Arc<dyn MetadataStore>,
-    query: QueryEngine,
+    pub(crate) config: TarnConfig,
+    pub(crate) metadata: Arc<dyn MetadataStore>,
+    pub(crate) query: QueryEngine,
+    /// Who is acting: admin unless [`DataLake::as_principal`] or
+    /// [`DataLake::authenticate`] says otherwise.
+    pub(crate) principal: Arc<PrincipalPolicy>,
 }
 
 impl std::fmt::Debug for DataLake {
@@ -57,11 +61,14 @@ impl DataLake {
         }
         let metadata = tarn_governance::connect(&url).await?;
         let query = QueryEngine::new(&config, metadata.clone())?;
-        Ok(Self {
+        let lake = Self {
             config,
             metadata,
             query,
-        })
+            principal: Arc::new(PrincipalPolicy::admin()),
+        };
+        lake.load_erasure_horizons().await?;
+        Ok(lake)
     }
 
     /// Writes a commented `tarn.yaml` and `compliance.yaml` with local defaults
@@ -165,6 +172,8 @@ impl DataLake {
                 )));
             }
         }
+        self.authorize_write(Zone::Raw, &spec.dataset, "ingest").await?;
+        self.check_blocking(&spec.dataset, &[Zone::Raw], "ingest").await?;
         let ds = self.config.datasets.get(&spec.dataset);
         let ctx = IngestContext {
             roots: self.config.zone_roots()?,
@@ -175,23 +184,87 @@ impl DataLake {
             tags: ds.map(|d| d.tags.clone()).unwrap_or_default(),
             progress,
         };
-        let result = tarn_ingest::ingest_files(&ctx, &spec).await?;
+        let outcome = tarn_ingest::ingest_files(&ctx, &spec).await;
+        self.emit_ingest_run(&spec.dataset).await;
+        let result = match outcome {
+            Ok(r) => r,
+            Err(e) => {
+                self.audit_action(
+                    "ingest",
+                    format!("raw/{}", spec.dataset),
+                    true,
+                    None,
+                    serde_json::json!({ "source": source, "error": e.to_string() }),
+                )
+                .await;
+                return Err(e.into());
+            }
+        };
+        let m = &result.metadata;
+        self.audit_action(
+            "ingest",
+            format!("raw/{}", spec.dataset),
+            true,
+            Some(m.rows_written as i64),
+            serde_json::json!({
+                "source": source,
+                "run_id": m.run_id,
+                "status": result.status,
+                "files": m.files,
+                "rows_read": m.rows_read,
+                "rows_quarantined": m.rows_quarantined,
+                "version": m.delta_version,
+            }),
+        )
+        .await;
         if result.status != IngestionStatus::Skipped {
-            // Statistics follow every write; a failure here leaves the data
-            // committed and only the statistics stale, so it is not an error.
+            // Statistics and classification follow every write; a failure
+            // here leaves the data committed and only them stale, so it is
+            // not an error.
             if let Err(e) = self.statistics().refresh(Zone::Raw, &spec.dataset).await {
                 tracing::warn!(dataset = %spec.dataset, "statistics not refreshed: {e}");
+            }
+            if let Err(e) = self.detect_pii(&spec.dataset).await {
+                tracing::warn!(dataset = %spec.dataset, "PII detection failed: {e}");
             }
         }
         Ok(result)
     }
 
+    /// Refuses a write to `zone/dataset` by a principal without INSERT on it.
+    async fn authorize_write(&self, zone: Zone, dataset: &str, action: &str) -> Result<()> {
+        let p = &self.principal;
+        if p.holds(tarn_governance::access::Privilege::Insert, zone, dataset) {
+            return Ok(());
+        }
+        let why = format!(
+            "permission denied: `{}` lacks INSERT on {zone}/{dataset} (grant it with \
+             `tarn grant insert {zone}/{dataset} --to {}`)",
+            p.name, p.name
+        );
+        self.audit_action(action, format!("{zone}/{dataset}"), false, None, serde_json::json!({ "reason": why }))
+            .await;
+        Err(Error::PermissionDenied(why))
+    }
+
     /// The zone pipelines' view of this lake.
-    fn zones(&self) -> Result<ZoneContext> {
+    pub(crate) fn zones(&self) -> Result<ZoneContext> {
         Ok(ZoneContext::new(
             self.config.clone(),
             self.metadata.clone(),
         )?)
+    }
+
+    /// [`zones`](Self::zones) with the classifications in force (reviewed
+    /// and confidently detected tags too), which drive required masking.
+    async fn zones_classified(&self) -> Result<ZoneContext> {
+        let mut config = self.config.clone();
+        for (dataset, columns) in self.effective_classifications().await? {
+            if let Some(ds) = config.datasets.get_mut(&dataset) {
+                ds.classifications = columns;
+            }
+        }
+        Ok(ZoneContext::new(config, self.metadata.clone())?)
     }
 
     /// Promotes what is new in a dataset's raw table through the cleansed,
@@ -216,8 +289,31 @@ impl DataLake {
                 )));
             }
         };
-        let planner = EnginePlanner(self.query.clone());
-        let result = tarn_zones::process(&self.zones()?, &planner, dataset, options).await?;
+        for zone in [Zone::Cleansed, Zone::Curated] {
+            self.authorize_write(zone, dataset, "process").await?;
+        }
+        self.check_blocking(dataset, &[Zone::Cleansed, Zone::Curated, Zone::Consumption], "process")
+            .await?;
+        let planner = EnginePlanner(self.query.without_audit());
+        let result =
+            tarn_zones::process(&self.zones_classified().await?, &planner, dataset, options).await?;
+        self.emit_stage_runs(dataset, &result.stages).await;
+        self.audit_action(
+            "process",
+            dataset,
+            true,
+            Some(result.stages.iter().map(|s| s.rows_out as i64).sum()),
+            serde_json::json!({
+                "status": result.status,
+                "error": result.error,
+                "stages": result.stages.iter().map(|s| serde_json::json!({
+                    "stage": s.stage, "table": s.table, "status": s.status,
+                    "run_id": s.run_id, "rows_in": s.rows_in, "rows_out": s.rows_out,
+                    "rows_quarantined": s.rows_quarantined, "version": s.version,
+                })).collect::<Vec<_>>(),
+            }),
+        )
+        .await;
         for stage in &result.stages {
             if stage.status != StageStatus::Succeeded {
                 continue;

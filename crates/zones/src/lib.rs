@@ -18,6 +18,7 @@ pub mod cleansed;
 pub mod consumption;
 pub mod curated;
 pub mod enrich;
+pub mod erase;
 mod error;
 pub mod optimize;
 pub mod partition;

@@ -31,7 +31,11 @@ pub fn check_masking(ctx: &ZoneContext, dataset: &str) -> Result<()> {
     for zone in [Zone::Cleansed, Zone::Curated, Zone::Consumption] {
         let policy = ctx.config.policy(zone, dataset);
         for (column, class) in &ds.classifications {
-            if !policy.required_masking.contains(class) {
+            // `pii` covers `pii` and detected tags such as `pii:email`.
+            let required = policy.required_masking.iter().any(|r| {
+                class == r || class.strip_prefix(r.as_str()).is_some_and(|s| s.starts_with(':'))
+            });
+            if !required {
                 continue;
             }
             let masked = cleanse.mask.contains_key(column)
