@@ -29,6 +29,15 @@ pub struct Cli {
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Act as this principal: queries see what its grants, masks and row
+    /// filters allow, and the audit log names it [default: admin]
+    #[arg(long = "as", global = true, value_name = "PRINCIPAL", env = "TARN_PRINCIPAL")]
+    pub principal: Option<String>,
+
+    /// Act as the principal of this API token (see `tarn token create`).
+    #[arg(long, global = true, env = "TARN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -87,6 +96,370 @@ pub enum Command {
     /// Enforce the zone policies: retention deletes and vacuum.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Show dataset- and column-level lineage: what a table is computed from
+    /// (upstream) and what is computed from it (downstream).
+    #[command(after_help = LINEAGE_EXAMPLES)]
+    Lineage(LineageArgs),
+    /// Users and service accounts, with attributes row filters can use.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Roles: named groups of principals that grants, masks and filters target.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Grant a privilege: USAGE on a zone; SELECT, INSERT or ADMIN on a table
+    /// (ZONE/DATASET, or ZONE/* for every table of a zone); SELECT on columns.
+    ///
+    /// Access is denied by default. Reading a table needs USAGE on its zone
+    /// and SELECT on it (or on the columns read); a table grant adds the
+    /// USAGE it needs. Members of the `admin` role may do everything.
+    #[command(after_help = GRANT_EXAMPLES)]
+    Grant(GrantArgs),
+    /// Revoke a privilege granted with `tarn grant`.
+    Revoke(GrantArgs),
+    /// Mask a column in query results: redact, hash, null or partial[:N]
+    /// (the last N characters shown), for everyone or one role, except
+    /// members of --except-role.
+    #[command(after_help = MASK_EXAMPLES)]
+    Mask(MaskArgs),
+    /// Restrict the rows a principal sees to those where a SQL predicate
+    /// holds; `principal_attr('key')` is the reader's attribute, and
+    /// `current_principal()` its name.
+    #[command(after_help = ROW_FILTER_EXAMPLES)]
+    RowFilter(RowFilterArgs),
+    /// API tokens: create (shown once, stored hashed, with an expiry), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show the audit log: queries (allowed and denied), ingests, promotions,
+    /// grant changes, erasures and token use. Also `SELECT * FROM system.audit`.
+    Audit(AuditArgs),
+    /// Check the rules of compliance.yaml on every dataset.
+    #[command(subcommand)]
+    Compliance(ComplianceCommand),
+    /// Show a dataset's column classifications (detected on ingest, declared
+    /// in tarn.yaml or set by hand), or review them.
+    #[command(after_help = CLASSIFY_EXAMPLES)]
+    Classify(ClassifyArgs),
+    /// Erase a data subject's rows from every zone table and quarantine of
+    /// datasets (right to be forgotten), vacuum the files that held them and
+    /// record the evidence.
+    ///
+    /// Versions older than the erasure can no longer be read (time travel is
+    /// refused). The files that held the rows are vacuumed once the zone's
+    /// vacuum_hours have passed, or at once with --override-retention.
+    #[command(after_help = ERASE_EXAMPLES)]
+    Erase(EraseArgs),
+}
+
+const LINEAGE_EXAMPLES: &str = "Examples:
+  tarn lineage consumption/daily_purchases
+  tarn lineage raw/user_events --downstream --depth 2
+  tarn lineage curated/user_events --format dot | dot -Tpng > lineage.png
+  tarn lineage curated/user_events --format mermaid";
+
+const GRANT_EXAMPLES: &str = "Examples:
+  tarn grant select raw/customers --to alice
+  tarn grant select curated/orders --columns id,amount,region --to bob
+  tarn grant select consumption/* --to-role analyst
+  tarn grant usage curated --to alice
+  tarn revoke select raw/customers --to alice";
+
+const MASK_EXAMPLES: &str = "Examples:
+  tarn mask raw/customers email --with redact --except-role pii_reader
+  tarn mask raw/customers card --with partial:4
+  tarn mask raw/customers ssn --with null --role contractor
+  tarn mask raw/customers email --remove
+  tarn mask --list";
+
+const ROW_FILTER_EXAMPLES: &str = "Examples:
+  tarn principal add alice --attr region=eu
+  tarn row-filter raw/customers \"region = principal_attr('region')\"
+  tarn row-filter curated/orders \"owner = current_principal()\" --except-role auditor
+  tarn row-filter --list
+  tarn row-filter --remove rf-1a2b3c";
+
+const CLASSIFY_EXAMPLES: &str = "Examples:
+  tarn classify customers
+  tarn classify customers --set phone=pii:phone --clear nickname
+  tarn classify customers --detect";
+
+const ERASE_EXAMPLES: &str = "Examples:
+  tarn erase --where \"user_id = 'u123'\" --dataset user_events --dry-run
+  tarn erase --where \"user_id = 'u123'\" --all-datasets-with-column user_id --override-retention";
+
+#[derive(Debug, Args)]
+pub struct LineageArgs {
+    /// The table, as ZONE/DATASET.
+    pub table: String,
+    /// Only what it is computed from.
+    #[arg(long, conflicts_with = "downstream")]
+    pub upstream: bool,
+    /// Only what is computed from it.
+    #[arg(long)]
+    pub downstream: bool,
+    /// At most this many hops.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: LineageFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LineageFormat {
+    /// An indented tree with a column section.
+    Text,
+    /// Nodes, edges and column edges as JSON.
+    Json,
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// Add a principal (or update its kind and attributes).
+    Add {
+        /// Its name.
+        name: String,
+        /// A person or a service account.
+        #[arg(long, value_enum, default_value = "user")]
+        kind: KindArg,
+        /// An attribute, KEY=VALUE; repeatable.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// List principals with their roles and attributes.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a principal may do: roles, grants, masks and row filters.
+    Show {
+        /// Its name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a principal with its grants, role memberships and tokens.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    User,
+    Service,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Add a role.
+    Add {
+        /// Its name.
+        name: String,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List roles with their members.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a role with its memberships and grants.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Make a principal a member of a role.
+    Assign {
+        /// The role.
+        role: String,
+        /// The principal.
+        #[arg(long)]
+        to: String,
+    },
+    /// Take a principal out of a role.
+    Unassign {
+        /// The role.
+        role: String,
+        /// The principal.
+        #[arg(long)]
+        from: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// usage, select, insert or admin.
+    pub privilege: String,
+    /// A zone (for usage) or a table as ZONE/DATASET (ZONE/* for all of a zone).
+    pub target: String,
+    /// The principal.
+    #[arg(long, alias = "from", required_unless_present = "to_role", conflicts_with = "to_role")]
+    pub to: Option<String>,
+    /// The role.
+    #[arg(long, alias = "from-role")]
+    pub to_role: Option<String>,
+    /// Only these columns (SELECT on one table).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MaskArgs {
+    /// The table, as ZONE/DATASET.
+    #[arg(required_unless_present = "list")]
+    pub table: Option<String>,
+    /// The column.
+    #[arg(required_unless_present = "list")]
+    pub column: Option<String>,
+    /// redact, hash, null, partial or partial:N.
+    #[arg(long = "with", value_name = "MASK", required_unless_present_any = ["remove", "list"])]
+    pub mask: Option<String>,
+    /// Only members of this role see the mask [default: everyone].
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Members of this role see the value; repeatable.
+    #[arg(long = "except-role", value_name = "ROLE")]
+    pub except_roles: Vec<String>,
+    /// Remove the mask (of --role, if given).
+    #[arg(long, conflicts_with = "mask")]
+    pub remove: bool,
+    /// List every mask.
+    #[arg(long)]
+    pub list: bool,
+    /// With --list: print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RowFilterArgs {
+    /// The table, as ZONE/DATASET.
+    #[arg(required_unless_present_any = ["list", "remove"])]
+    pub table: Option<String>,
+    /// A SQL predicate over the table's columns.
+    #[arg(required_unless_present_any = ["list", "remove"])]
+    pub predicate: Option<String>,
+    /// Only members of this role are filtered [default: everyone].
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Members of this role see every row; repeatable.
+    #[arg(long = "except-role", value_name = "ROLE")]
+    pub except_roles: Vec<String>,
+    /// Remove the row filter with this id.
+    #[arg(long, value_name = "ID")]
+    pub remove: Option<String>,
+    /// List every row filter.
+    #[arg(long)]
+    pub list: bool,
+    /// With --list: print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a principal; the secret is printed once.
+    Create {
+        /// The principal it authenticates.
+        principal: String,
+        /// How long it is valid: e.g. 90d, 12h, 30m.
+        #[arg(long, default_value = "90d")]
+        expires_in: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// The token id (tk_…).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this principal's events.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only this action (query, ingest, process, grant, revoke, erase, token_use, ...).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only events at or after this time (RFC 3339, or YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many events, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Print JSON: one object per event.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComplianceCommand {
+    /// Report pass or fail for each rule and dataset, with the evidence.
+    /// Exits non-zero when a rule fails.
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// The dataset.
+    pub dataset: String,
+    /// Set a column's tag by hand, COLUMN=TAG (e.g. phone=pii:phone); repeatable.
+    #[arg(long, value_name = "COLUMN=TAG")]
+    pub set: Vec<String>,
+    /// Clear a column's tag by hand (it stays cleared); repeatable.
+    #[arg(long, value_name = "COLUMN")]
+    pub clear: Vec<String>,
+    /// Sample the raw table and detect PII again.
+    #[arg(long)]
+    pub detect: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// A SQL predicate selecting the subject's rows, e.g. "user_id = 'u123'".
+    #[arg(long = "where", value_name = "PREDICATE")]
+    pub predicate: String,
+    /// A dataset to erase from (every zone and quarantine); repeatable.
+    #[arg(long, required_unless_present = "all_datasets_with_column")]
+    pub dataset: Vec<String>,
+    /// Erase from every dataset that has this column.
+    #[arg(long, value_name = "COLUMN", conflicts_with = "dataset")]
+    pub all_datasets_with_column: Option<String>,
+    /// Vacuum the files that held the rows now, though the zones' vacuum
+    /// retention has not passed (older versions then cannot be restored).
+    #[arg(long)]
+    pub override_retention: bool,
+    /// Only count the rows that would be erased.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const PROCESS_EXAMPLES: &str = "Examples:

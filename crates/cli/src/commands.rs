@@ -38,8 +38,24 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
+/// Who commands act as: `--as` / `TARN_PRINCIPAL`, `--token` / `TARN_TOKEN`.
+static IDENTITY: std::sync::OnceLock<(Option<String>, Option<String>)> =
+    std::sync::OnceLock::new();
+
+/// Opens the lake of `config`, acting as the principal `--as` or `--token`
+/// names (admin if neither).
+pub async fn open_lake(config: Option<&std::path::Path>) -> Result<DataLake> {
+    let lake = DataLake::open(TarnConfig::discover(config)?).await?;
+    Ok(match IDENTITY.get() {
+        Some((_, Some(token))) => lake.authenticate(token).await?,
+        Some((Some(name), None)) => lake.as_principal(name).await?,
+        _ => lake,
+    })
+}
+
 /// Runs `cli`'s command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let _ = IDENTITY.set((cli.principal.clone(), cli.token.clone()));
     let mut o = String::new();
     let outcome = run_into(cli, &mut o).await;
     emit(&o)?;
@@ -158,7 +174,7 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
         }
         Command::Policy(cmd) => crate::process_cmd::policy(cli.config.as_deref(), cmd, o).await,
         Command::Catalog(cmd) => {
-            let lake = DataLake::open(TarnConfig::discover(cli.config.as_deref())?).await?;
+            let lake = open_lake(cli.config.as_deref()).await?;
             match cmd {
                 CatalogCommand::List { json } => {
                     let entries = lake.catalog_list().await?;
@@ -179,11 +195,12 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        command => crate::governance_cmd::run(cli.config.as_deref(), command, o).await,
     }
 }
 
 async fn ingest_file(config: Option<&std::path::Path>, args: FileArgs) -> Result<IngestionResult> {
-    let lake = DataLake::open(TarnConfig::discover(config)?).await?;
+    let lake = open_lake(config).await?;
     let mut spec = lake.spec_for(&args.dataset);
     if !args.path.is_empty() {
         spec.paths = args.path;

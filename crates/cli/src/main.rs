@@ -4,6 +4,7 @@
 mod args;
 #[macro_use]
 mod commands;
+mod governance_cmd;
 mod process_cmd;
 mod progress;
 mod query_cmd;

@@ -3,14 +3,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use tarn::{DataLake, ProcessOptions, ProcessingResult, StageStatus, TarnConfig, Zone};
+use tarn::{DataLake, ProcessOptions, ProcessingResult, StageStatus, Zone};
 
 use crate::args::{OptimizeArgs, PolicyCommand, ProcessArgs, QualityArgs, UntilArg};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 async fn open(config: Option<&Path>) -> Result<DataLake> {
-    Ok(DataLake::open(TarnConfig::discover(config)?).await?)
+    Ok(crate::commands::open_lake(config).await?)
 }
 
 /// Runs `tarn process`; the exit status is non-zero if a stage failed.

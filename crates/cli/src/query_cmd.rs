@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tarn::query::output::write_stream;
 use tarn::query::structured::parse_condition;
-use tarn::{DataLake, OutputFormat, PartitionDate, Query, TarnConfig, Zone};
+use tarn::{OutputFormat, PartitionDate, Query, Zone};
 
 use crate::args::{AnalyzeArgs, OutputArg, QueryArgs};
 
@@ -15,7 +15,7 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// Runs `tarn query`: prints the explanation, or streams the result to stdout
 /// or `--output`.
 pub async fn query(config: Option<&Path>, args: QueryArgs) -> Result<()> {
-    let lake = DataLake::open(TarnConfig::discover(config)?).await?;
+    let lake = crate::commands::open_lake(config).await?;
     let engine = lake.query_engine();
     let started = Instant::now();
     let plan = match (&args.sql, &args.from) {
@@ -74,7 +74,7 @@ pub async fn query(config: Option<&Path>, args: QueryArgs) -> Result<()> {
 
 /// Runs `tarn analyze`.
 pub async fn analyze(config: Option<&Path>, args: AnalyzeArgs) -> Result<String> {
-    let lake = DataLake::open(TarnConfig::discover(config)?).await?;
+    let lake = crate::commands::open_lake(config).await?;
     let (zone, name) = args
         .table
         .split_once(['/', '.'])

@@ -3,7 +3,8 @@
 //!
 //! - `system.runs`: ingestion runs, newest first;
 //! - `system.statistics`: table and column statistics (one row per column);
-//! - `system.cache`: the query cache's counters and size.
+//! - `system.cache`: the query cache's counters and size;
+//! - `system.audit`: the audit log, newest first.
 
 use std::sync::Arc;
 
@@ -22,7 +23,10 @@ use crate::cache::QueryCache;
 pub const SCHEMA: &str = "system";
 
 /// The tables of `system`.
-pub const TABLES: [&str; 3] = ["cache", "runs", "statistics"];
+pub const TABLES: [&str; 4] = ["audit", "cache", "runs", "statistics"];
+
+/// Events listed by `system.audit`.
+const AUDIT_LIMIT: usize = 100_000;
 
 /// Runs listed by `system.runs`.
 const RUNS_LIMIT: usize = 10_000;
@@ -58,6 +62,55 @@ impl SystemSchema {
         ]);
         let runs = self.metadata.recent_runs(RUNS_LIMIT).await?;
         to_batch(schema, &runs)
+    }
+
+    async fn audit(&self) -> crate::Result<RecordBatch> {
+        #[derive(Serialize)]
+        struct Row {
+            id: String,
+            at: String,
+            principal: String,
+            action: String,
+            target: Option<String>,
+            allowed: bool,
+            rows: Option<i64>,
+            detail: String,
+        }
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("principal", DataType::Utf8, false),
+            Field::new("action", DataType::Utf8, false),
+            Field::new("target", DataType::Utf8, true),
+            Field::new("allowed", DataType::Boolean, false),
+            Field::new("rows", DataType::Int64, true),
+            Field::new("detail", DataType::Utf8, false),
+        ]);
+        let filter = tarn_governance::AuditFilter {
+            limit: Some(AUDIT_LIMIT),
+            ..Default::default()
+        };
+        let rows: Vec<Row> = self
+            .metadata
+            .audit(&filter)
+            .await?
+            .into_iter()
+            .map(|e| Row {
+                id: e.id,
+                at: e.at.to_rfc3339(),
+                principal: e.principal,
+                action: e.action,
+                target: e.target,
+                allowed: e.allowed,
+                rows: e.rows,
+                detail: e.detail.to_string(),
+            })
+            .collect();
+        to_batch(schema, &rows)
     }
 
     async fn statistics(&self) -> crate::Result<RecordBatch> {
@@ -163,6 +216,7 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let batch = match name {
+            "audit" => self.audit().await,
             "runs" => self.runs().await,
             "statistics" => self.statistics().await,
             "cache" => self.cache_stats(),
