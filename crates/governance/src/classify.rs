@@ -122,6 +122,10 @@ const MIN_MATCHES: usize = 3;
 const NAME_ONLY_MAX: f64 = 0.6;
 /// Added to the value fraction when the name strongly hints at the kind.
 const STRONG_BOOST: f64 = 0.15;
+/// The most a bare `name` column of name-like values gets: below the
+/// confidence at which tags drive masking without review.
+const WEAK_NAME_MAX: f64 = 0.75;
+
 /// Added to the value fraction when the name weakly hints at the kind.
 const WEAK_BOOST: f64 = 0.05;
 /// What a Luhn-valid card number without a well-known issuer prefix counts.
@@ -205,6 +209,11 @@ fn score(kind: PiiKind, column: &str, tokens: &[String], values: &[&str]) -> Opt
         (Some(Strength::Strong), true) => (f + STRONG_BOOST).min(1.0),
         (Some(Strength::Strong), false) if n == 0 => NAME_ONLY_MAX,
         (Some(Strength::Strong), false) => NAME_ONLY_MAX * f,
+        // A bare `name` column of capitalised words is as often a product
+        // or place as a person: shown, but left for a person to confirm.
+        (Some(Strength::Weak), true) if kind == PiiKind::PersonName => {
+            (f + WEAK_BOOST).min(WEAK_NAME_MAX)
+        }
         (Some(Strength::Weak), true) => (f + WEAK_BOOST).min(1.0),
         (None, true) if kind != PiiKind::PersonName => f,
         _ => 0.0,

@@ -269,11 +269,15 @@ fn every_kind_is_detected_with_a_matching_name() {
         ("surname", last_names(), PiiKind::PersonName),
         ("customerFullName", full_names(), PiiKind::PersonName),
         ("contact_name", full_names(), PiiKind::PersonName),
-        ("name", full_names(), PiiKind::PersonName),
     ];
     for (name, samples, kind) in &cases {
         assert_detects(name, samples, *kind, 0.9);
     }
+    // A bare `name` is as often a product or a place: detected, but below
+    // the confidence at which a tag drives masking without review.
+    let bare = classify_column("name", &refs(&full_names())).unwrap();
+    assert_eq!(bare.kind, PiiKind::PersonName);
+    assert!((0.5..0.8).contains(&bare.confidence), "{bare:?}");
 }
 
 #[test]

@@ -13,13 +13,13 @@ use tarn_governance::{
     MetadataStore, QualityResult, RunStatus, TableStatistics, connect,
 };
 
-fn postgres_url() -> String {
+pub(crate) fn postgres_url() -> String {
     std::env::var("TARN_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Runs `body` against a fresh SQLite file and a fresh PostgreSQL database.
-async fn each_backend<F, Fut>(body: F)
+pub(crate) async fn each_backend<F, Fut>(body: F)
 where
     F: Fn(Arc<dyn MetadataStore>) -> Fut,
     Fut: Future<Output = ()>,
