@@ -32,11 +32,11 @@ pub struct Cli {
     /// Act as this principal: queries see what its grants, masks and row
     /// filters allow, and the audit log names it [default: admin]
     #[arg(long = "as", global = true, value_name = "PRINCIPAL", env = "TARN_PRINCIPAL")]
-    pub principal: Option<String>,
+    pub acting_as: Option<String>,
 
     /// Act as the principal of this API token (see `tarn token create`).
-    #[arg(long, global = true, env = "TARN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long = "token", global = true, env = "TARN_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,

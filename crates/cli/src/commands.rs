@@ -55,7 +55,7 @@ pub async fn open_lake(config: Option<&std::path::Path>) -> Result<DataLake> {
 
 /// Runs `cli`'s command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let _ = IDENTITY.set((cli.principal.clone(), cli.token.clone()));
+    let _ = IDENTITY.set((cli.acting_as.clone(), cli.api_token.clone()));
     let mut o = String::new();
     let outcome = run_into(cli, &mut o).await;
     emit(&o)?;

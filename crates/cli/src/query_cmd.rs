@@ -18,9 +18,15 @@ pub async fn query(config: Option<&Path>, args: QueryArgs) -> Result<()> {
     let lake = crate::commands::open_lake(config).await?;
     let engine = lake.query_engine();
     let started = Instant::now();
-    let plan = match (&args.sql, &args.from) {
-        (Some(sql), None) => engine.plan_sql(sql).await?,
-        (None, Some(_)) => engine.plan_query(&structured(&args)?).await?,
+    let (plan, statement) = match (&args.sql, &args.from) {
+        (Some(sql), None) => (engine.plan_sql(sql).await?, sql.clone()),
+        (None, Some(_)) => {
+            let query = structured(&args)?;
+            (
+                engine.plan_query(&query).await?,
+                serde_json::to_string(&query)?,
+            )
+        }
         (Some(_), Some(_)) => {
             return Err("give either SQL or --from (a structured query), not both".into());
         }
@@ -39,11 +45,14 @@ pub async fn query(config: Option<&Path>, args: QueryArgs) -> Result<()> {
         } else {
             explanation.to_string()
         };
-        println!("{text}");
-        return Ok(());
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, "{text}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+            _ => return Ok(()),
+        }
     }
     let format = output_format(&args)?;
-    let result = engine.execute(plan).await?;
+    let result = engine.execute_statement(plan, &statement).await?;
     let cache_status = result.cache;
     let out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(

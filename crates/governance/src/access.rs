@@ -239,7 +239,7 @@ pub struct Grant {
 }
 
 /// How a masked column's values are shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MaskKind {
     /// Only the last N characters are shown; the rest become `*`.
@@ -477,7 +477,14 @@ impl PrincipalPolicy {
     /// Adds masks applied to columns that have no explicit mask for this
     /// principal (classified PII, by compliance rule).
     pub fn with_default_masks(mut self, masks: Vec<MaskRule>) -> Self {
-        self.default_masks = masks;
+        let roles = &self.roles;
+        self.default_masks = masks
+            .into_iter()
+            .filter(|m| {
+                m.role.as_ref().is_none_or(|r| roles.contains(r))
+                    && !m.except_roles.iter().any(|r| roles.contains(r))
+            })
+            .collect();
         self
     }
 

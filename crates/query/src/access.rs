@@ -13,7 +13,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, new_null_array};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field};
+use sha2::{Digest, Sha256};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, ScalarValue, TableReference};
@@ -23,7 +26,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::execution::registry::FunctionRegistry;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility, col, lit,
+    ScalarUDFImpl, Signature, Volatility, lit,
 };
 use tarn_governance::access::{ColumnAccess, MaskKind, PrincipalPolicy, TableAccess};
 
@@ -32,6 +35,8 @@ use crate::error::Error;
 
 /// The marker planned in place of a column the principal may not read.
 const DENIED: &str = "tarn_denied_column";
+/// The function that masks a column.
+const MASK: &str = "tarn_mask";
 /// Row filters: the reader's attribute `principal_attr('region')`.
 pub const PRINCIPAL_ATTR: &str = "principal_attr";
 /// Row filters: the reader's name.
@@ -115,9 +120,9 @@ impl AccessContext {
                 let expr = if !readable(name) {
                     denied_column(f, &format!("{zone}/{dataset}.{name}"), &self.policy.name)
                 } else if let Some(mask) = masks.get(name.as_str()) {
-                    self.mask(f, *mask, &df_schema)?
+                    self.mask(f, *mask)
                 } else {
-                    col(datafusion::common::Column::new(
+                    Expr::Column(datafusion::common::Column::new(
                         Some(reference.clone()),
                         name,
                     ))
@@ -170,30 +175,15 @@ impl AccessContext {
     }
 
     /// The masked form of column `f`.
-    fn mask(&self, f: &Field, mask: MaskKind, schema: &DFSchema) -> DfResult<Expr> {
-        let c = format!("\"{}\"", f.name().replace('"', "\"\""));
-        let text = format!("CAST({c} AS VARCHAR)");
-        let is_text = matches!(
-            f.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        );
-        let sql = match mask {
-            MaskKind::Null => return Ok(Expr::Literal(ScalarValue::try_from(f.data_type())?, None)),
-            MaskKind::Redact if !is_text => {
-                return Ok(Expr::Literal(ScalarValue::try_from(f.data_type())?, None));
-            }
-            MaskKind::Redact => format!("CASE WHEN {c} IS NULL THEN NULL ELSE '***' END"),
-            MaskKind::Hash => format!(
-                "CASE WHEN {c} IS NULL THEN NULL ELSE \
-                 encode(sha256(concat('{}', {text})), 'hex') END",
-                self.salt.replace('\'', "''")
-            ),
-            MaskKind::Partial(n) => format!(
-                "CASE WHEN {c} IS NULL THEN NULL ELSE concat(repeat('*', \
-                 greatest(character_length({text}) - {n}, 0)), right({text}, {n})) END"
-            ),
-        };
-        self.parse(&sql, schema)
+    fn mask(&self, f: &Field, mask: MaskKind) -> Expr {
+        let udf = ScalarUDF::from(MaskColumn {
+            signature: Signature::any(1, Volatility::Immutable),
+            mask,
+            salt: self.salt.clone(),
+        });
+        udf.call(vec![Expr::Column(datafusion::common::Column::new_unqualified(
+            f.name(),
+        ))])
     }
 }
 
@@ -255,6 +245,77 @@ pub(crate) fn check_denied_columns(plan: &LogicalPlan) -> crate::Result<()> {
     match found {
         Some(msg) => Err(Error::PermissionDenied(msg)),
         None => Ok(()),
+    }
+}
+
+/// A column mask. A function the optimizer cannot see into, so a predicate
+/// on a masked column is always evaluated on the masked values (DataFusion
+/// rewrites a `CASE` mask under a comparison in ways that let null values
+/// through a filter).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MaskColumn {
+    signature: Signature,
+    mask: MaskKind,
+    salt: String,
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+impl ScalarUDFImpl for MaskColumn {
+    fn name(&self) -> &str {
+        MASK
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        Ok(match self.mask {
+            MaskKind::Null => args[0].clone(),
+            MaskKind::Redact if !is_text(&args[0]) => args[0].clone(),
+            _ => DataType::Utf8,
+        })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let values = args.args[0].to_array(args.number_rows)?;
+        let out: ArrayRef = match self.mask {
+            MaskKind::Null => new_null_array(values.data_type(), values.len()),
+            MaskKind::Redact if !is_text(values.data_type()) => {
+                new_null_array(values.data_type(), values.len())
+            }
+            mask => {
+                let text = cast(&values, &DataType::Utf8)?;
+                let text = text.as_string::<i32>();
+                Arc::new(
+                    text.iter()
+                        .map(|v| v.map(|v| apply_mask(mask, &self.salt, v)))
+                        .collect::<StringArray>(),
+                )
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `***`, the salted SHA-256 hex digest, or all but the last N characters
+/// as `*`.
+fn apply_mask(mask: MaskKind, salt: &str, value: &str) -> String {
+    match mask {
+        MaskKind::Hash => {
+            let digest = Sha256::new()
+                .chain_update(salt.as_bytes())
+                .chain_update(value.as_bytes())
+                .finalize();
+            digest.iter().map(|b| format!("{b:02x}")).collect()
+        }
+        MaskKind::Partial(n) => {
+            let chars: Vec<char> = value.chars().collect();
+            let keep = (n as usize).min(chars.len());
+            let hidden = chars.len() - keep;
+            "*".repeat(hidden) + &chars[hidden..].iter().collect::<String>()
+        }
+        MaskKind::Redact | MaskKind::Null => "***".into(),
     }
 }
 

@@ -191,15 +191,15 @@ impl TableResolver {
     /// Sets, per table URL, the oldest version time travel may read (the
     /// version an erasure committed).
     pub fn set_erasure_horizons(&self, horizons: HashMap<String, i64>) {
-        *self.horizons.write().expect("catalog lock") = horizons;
+        *self.horizons.write().expect("catalog lock") = horizons
+            .into_iter()
+            .map(|(url, v)| (url.trim_end_matches('/').to_string(), v))
+            .collect();
     }
 
     fn horizon(&self, url: &str) -> Option<i64> {
         let horizons = self.horizons.read().expect("catalog lock");
-        horizons
-            .get(url)
-            .or_else(|| horizons.get(url.trim_end_matches('/')))
-            .copied()
+        horizons.get(url.trim_end_matches('/')).copied()
     }
 
     /// The zone roots.

@@ -77,6 +77,10 @@ pub async fn erase(ctx: &ZoneContext, req: &EraseRequest, run_id: &str) -> Resul
         files_pending: 0,
         dry_run: req.dry_run,
     };
+    // Refuse before touching anything.
+    for dataset in &req.datasets {
+        check_caught_up(ctx, dataset).await?;
+    }
     for dataset in &req.datasets {
         // Versions of each zone's main table before and after, to carry the
         // consumed upstream version forward.
@@ -93,24 +97,14 @@ pub async fn erase(ctx: &ZoneContext, req: &EraseRequest, run_id: &str) -> Resul
                 if let Some((stage, upstream)) = stage_of(zone) {
                     let app = app_id(stage);
                     let consumed = table::consumed_version(&t, &app).await?;
+                    // A quarantine last written by an older run is not resumed
+                    // from, so only a record of the latest upstream moves on.
                     if let Some(&(_, up_before, up_after)) =
                         before.iter().find(|(z, _, _)| *z == upstream)
+                        && consumed == Some(up_before)
+                        && up_after != up_before
                     {
-                        match consumed {
-                            Some(c) if c == up_before => {
-                                txn = (up_after != up_before).then_some((app, up_after));
-                            }
-                            Some(c) if c > up_before => {}
-                            // A quarantine last written by an older run is not resumed from.
-                            Some(_) if quarantine => {}
-                            _ => {
-                                return Err(Error::Invalid(format!(
-                                    "{zone}/{dataset} has not processed {upstream}/{dataset} up \
-                                     to version {up_before}; run `tarn process {dataset}` first \
-                                     so the erasure covers every row"
-                                )));
-                            }
-                        }
+                        txn = Some((app, up_after));
                     }
                 }
                 let label = format!("{zone}/{name}");
@@ -133,6 +127,33 @@ pub async fn erase(ctx: &ZoneContext, req: &EraseRequest, run_id: &str) -> Resul
     Ok(report)
 }
 
+/// Refuses an erasure while a stage of `dataset` has not consumed all of
+/// its upstream: the rows it has yet to read would come back after it.
+async fn check_caught_up(ctx: &ZoneContext, dataset: &str) -> Result<()> {
+    let options = &ctx.roots.options;
+    for zone in [Zone::Cleansed, Zone::Curated] {
+        let Some((stage, upstream)) = stage_of(zone) else {
+            continue;
+        };
+        let (Some(t), Some(up)) = (
+            table::load(&ctx.table_url(zone, dataset), options).await?,
+            table::load(&ctx.table_url(upstream, dataset), options).await?,
+        ) else {
+            continue;
+        };
+        let consumed = table::consumed_version(&t, &app_id(stage)).await?;
+        let latest = table::version(&up);
+        if consumed != Some(latest) {
+            return Err(Error::Invalid(format!(
+                "{zone}/{dataset} has not processed {upstream}/{dataset} up to version \
+                 {latest}; run `tarn process {dataset}` first so the erasure covers every \
+                 row (nothing was erased)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Erases from one table; `None` if it lacks the predicate's columns.
 async fn erase_table(
     ctx: &ZoneContext,
@@ -150,11 +171,17 @@ async fn erase_table(
         .read_table(table::provider(&t, &session, None).await?)
         .map_err(|e| Error::Internal(e.to_string()))?;
     register(&session, "t", df)?;
-    let matched = match counts(
-        &session,
-        &format!("SELECT count(*) FROM t WHERE {}", req.predicate),
-    )
-    .await
+    let predicate = match label.strip_prefix("raw/_quarantine/") {
+        Some(dataset) => {
+            match raw_quarantine_predicate(ctx, &session, dataset, label, req, report).await? {
+                Some(p) => p,
+                None => return Ok(None),
+            }
+        }
+        None => req.predicate.clone(),
+    };
+    let matched = match counts(&session, &format!("SELECT count(*) FROM t WHERE {predicate}"))
+        .await
     {
         Ok(c) => c[0],
         Err(e) => {
@@ -188,7 +215,7 @@ async fn erase_table(
     let t = if matched > 0 {
         let (t, metrics) = t
             .delete()
-            .with_predicate(req.predicate.clone())
+            .with_predicate(predicate)
             .with_commit_properties(props)
             .await
             .map_err(|e| Error::delta(&url, e))?;
@@ -242,4 +269,171 @@ async fn erase_table(
     }
     report.tables.push(erased.clone());
     Ok(Some(erased))
+}
+
+/// The raw quarantine keeps rejected records as text (`payload`: the CSV
+/// line or a JSON object). Each is parsed back into the raw table's columns
+/// (values that do not convert become null) and the erase predicate is
+/// evaluated on that; the result is a predicate on `(source, position)`
+/// selecting the matching records, or `None` when the raw table is missing.
+/// Records whose payload cannot be parsed are counted in `report.skipped`.
+async fn raw_quarantine_predicate(
+    ctx: &ZoneContext,
+    session: &datafusion::prelude::SessionContext,
+    dataset: &str,
+    label: &str,
+    req: &EraseRequest,
+    report: &mut EraseReport,
+) -> Result<Option<String>> {
+    use datafusion::arrow::array::{
+        Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    let Some(raw) = table::load(&ctx.table_url(Zone::Raw, dataset), &ctx.roots.options).await?
+    else {
+        return Ok(None);
+    };
+    let raw_schema = table::provider(&raw, session, None).await?.schema();
+    let fields: Vec<&Field> = raw_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref())
+        .filter(|f| !f.name().starts_with("_ingest"))
+        .collect();
+    let internal = |e: datafusion::error::DataFusionError| Error::Internal(e.to_string());
+    let rows = session
+        .sql("SELECT source, position, payload FROM t")
+        .await
+        .map_err(internal)?
+        .collect()
+        .await
+        .map_err(internal)?;
+    let mut keys: Vec<(String, i64)> = Vec::new();
+    let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); fields.len()];
+    let mut unparsed = 0;
+    for b in &rows {
+        let source = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let payload = datafusion::arrow::compute::cast(b.column(2), &DataType::Utf8)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let (source, payload) = (source.as_string::<i32>(), payload.as_string::<i32>());
+        let position = b.column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            let Some(parsed) = parse_payload(payload.value(i), &fields) else {
+                unparsed += 1;
+                continue;
+            };
+            keys.push((source.value(i).to_string(), position.value(i)));
+            for (col, v) in values.iter_mut().zip(parsed) {
+                col.push(v);
+            }
+        }
+    }
+    if unparsed > 0 {
+        report.skipped.push(SkippedTable {
+            table: label.to_string(),
+            reason: format!(
+                "{unparsed} quarantined record(s) could not be parsed to test the predicate; \
+                 review them by hand"
+            ),
+        });
+    }
+    if keys.is_empty() {
+        return Ok(Some("false".into()));
+    }
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let mut schema_fields = Vec::new();
+    for (f, vals) in fields.iter().zip(values) {
+        let text: ArrayRef = std::sync::Arc::new(StringArray::from(vals));
+        let typed = datafusion::arrow::compute::cast(&text, f.data_type())
+            .unwrap_or_else(|_| datafusion::arrow::array::new_null_array(f.data_type(), text.len()));
+        columns.push(typed);
+        schema_fields.push(Field::new(f.name(), f.data_type().clone(), true));
+    }
+    columns.push(std::sync::Arc::new(Int64Array::from_iter_values(0..keys.len() as i64)));
+    schema_fields.push(Field::new("__tarn_row", DataType::Int64, false));
+    let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(schema_fields)), columns)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let df = session.read_batch(batch).map_err(internal)?;
+    register(session, "payloads", df)?;
+    let hits = session
+        .sql(&format!("SELECT __tarn_row FROM payloads WHERE {}", req.predicate))
+        .await
+        .map_err(|e| Error::Invalid(format!("erase predicate `{}` on {label}: {e}", req.predicate)))?
+        .collect()
+        .await
+        .map_err(internal)?;
+    let mut by_source: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
+    for b in &hits {
+        let rows = b.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        for r in rows.values() {
+            let (source, position) = &keys[*r as usize];
+            by_source.entry(source).or_default().push(*position);
+        }
+    }
+    if by_source.is_empty() {
+        return Ok(Some("false".into()));
+    }
+    Ok(Some(
+        by_source
+            .into_iter()
+            .map(|(source, positions)| {
+                let list: Vec<String> = positions.iter().map(i64::to_string).collect();
+                format!(
+                    "(source = {} AND position IN ({}))",
+                    crate::sql::string(source),
+                    list.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    ))
+}
+
+/// A quarantined record's values per raw column: from a JSON object by
+/// name, or from a CSV line by position (when the field count matches).
+fn parse_payload(payload: &str, fields: &[&datafusion::arrow::datatypes::Field]) -> Option<Vec<Option<String>>> {
+    let text = payload.trim();
+    if text.starts_with('{') {
+        let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
+        return Some(
+            fields
+                .iter()
+                .map(|f| match obj.get(f.name()) {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    Some(v) => Some(v.to_string()),
+                })
+                .collect(),
+        );
+    }
+    let values = split_csv_line(text);
+    (values.len() == fields.len()).then(|| {
+        values
+            .into_iter()
+            .map(|v| Some(v).filter(|v| !v.is_empty()))
+            .collect()
+    })
+}
+
+/// Splits one CSV line on commas, honouring double quotes (`""` inside quotes).
+fn split_csv_line(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    out.push(field);
+    out
 }

@@ -242,7 +242,12 @@ impl StageRun {
             ctx.metadata
                 .record_lineage(&LineageFact {
                     run_id: r.run_id.clone(),
-                    job: format!("{}:{}", r.stage, self.dataset),
+                    // Named for what it writes: `cleanse:events`, `consume:<mart>`.
+                    job: format!(
+                        "{}:{}",
+                        r.stage,
+                        r.table.rsplit('/').next().unwrap_or(&self.dataset)
+                    ),
                     inputs: self.inputs,
                     outputs: vec![LineageTable {
                         table: r.table.clone(),
