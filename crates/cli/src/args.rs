@@ -31,11 +31,21 @@ pub struct Cli {
 
     /// Act as this principal: queries see what its grants, masks and row
     /// filters allow, and the audit log names it [default: admin]
-    #[arg(long = "as", global = true, value_name = "PRINCIPAL", env = "TARN_PRINCIPAL")]
+    #[arg(
+        long = "as",
+        global = true,
+        value_name = "PRINCIPAL",
+        env = "TARN_PRINCIPAL"
+    )]
     pub acting_as: Option<String>,
 
     /// Act as the principal of this API token (see `tarn token create`).
-    #[arg(long = "token", global = true, env = "TARN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "token",
+        global = true,
+        env = "TARN_TOKEN",
+        hide_env_values = true
+    )]
     pub api_token: Option<String>,
 
     #[command(subcommand)]
@@ -302,7 +312,12 @@ pub struct GrantArgs {
     /// A zone (for usage) or a table as ZONE/DATASET (ZONE/* for all of a zone).
     pub target: String,
     /// The principal.
-    #[arg(long, alias = "from", required_unless_present = "to_role", conflicts_with = "to_role")]
+    #[arg(
+        long,
+        alias = "from",
+        required_unless_present = "to_role",
+        conflicts_with = "to_role"
+    )]
     pub to: Option<String>,
     /// The role.
     #[arg(long, alias = "from-role")]

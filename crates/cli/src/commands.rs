@@ -39,8 +39,7 @@ fn emit(text: &str) -> Result<()> {
 }
 
 /// Who commands act as: `--as` / `TARN_PRINCIPAL`, `--token` / `TARN_TOKEN`.
-static IDENTITY: std::sync::OnceLock<(Option<String>, Option<String>)> =
-    std::sync::OnceLock::new();
+static IDENTITY: std::sync::OnceLock<(Option<String>, Option<String>)> = std::sync::OnceLock::new();
 
 /// Opens the lake of `config`, acting as the principal `--as` or `--token`
 /// names (admin if neither).

@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use tarn::governance::access::{
-    Grantee, MaskRule, PrincipalKind, Privilege, RowFilterRule,
-};
-use tarn::governance::lineage_graph::Direction;
 use tarn::governance::AuditFilter;
+use tarn::governance::access::{Grantee, MaskRule, PrincipalKind, Privilege, RowFilterRule};
+use tarn::governance::lineage_graph::Direction;
 use tarn::{EraseScope, GrantTarget, parse_mask, parse_table};
 
 use crate::args::{
@@ -107,8 +105,11 @@ async fn principal(lake: &tarn::DataLake, cmd: PrincipalCommand, o: &mut String)
                 out!(o, "{:<20} {:<8} {:<30} ATTRIBUTES", "NAME", "KIND", "ROLES");
                 for p in &state.principals {
                     let roles: Vec<String> = state.roles_of(&p.name).into_iter().collect();
-                    let attrs: Vec<String> =
-                        p.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let attrs: Vec<String> = p
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
                     out!(
                         o,
                         "{:<20} {:<8} {:<30} {}",
@@ -158,13 +159,28 @@ async fn principal(lake: &tarn::DataLake, cmd: PrincipalCommand, o: &mut String)
                 });
                 out!(o, "{}", serde_json::to_string_pretty(&v)?);
             } else {
-                out!(o, "{name}{}", if policy.is_admin { " (admin: every privilege)" } else { "" });
+                out!(
+                    o,
+                    "{name}{}",
+                    if policy.is_admin {
+                        " (admin: every privilege)"
+                    } else {
+                        ""
+                    }
+                );
                 let roles: Vec<&String> = policy.roles.iter().collect();
                 out!(o, "  roles:       {}", join_or_none(&roles));
-                let attrs: Vec<String> =
-                    policy.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let attrs: Vec<String> = policy
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 out!(o, "  attributes:  {}", join_or_none(&attrs));
-                for (title, items) in [("grants", grants), ("masks", masks), ("row filters", filters)] {
+                for (title, items) in [
+                    ("grants", grants),
+                    ("masks", masks),
+                    ("row filters", filters),
+                ] {
                     out!(o, "  {title}:");
                     if items.is_empty() {
                         out!(o, "    (none)");
@@ -190,7 +206,11 @@ fn join_or_none<T: std::fmt::Display>(items: &[T]) -> String {
     if items.is_empty() {
         "(none)".into()
     } else {
-        items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -271,7 +291,13 @@ async fn mask(lake: &tarn::DataLake, args: MaskArgs, o: &mut String) -> Result<(
         if args.json {
             out!(o, "{}", serde_json::to_string_pretty(&masks)?);
         } else {
-            out!(o, "{:<40} {:<12} {:<16} EXCEPT", "COLUMN", "MASK", "FOR ROLE");
+            out!(
+                o,
+                "{:<40} {:<12} {:<16} EXCEPT",
+                "COLUMN",
+                "MASK",
+                "FOR ROLE"
+            );
             for m in masks {
                 out!(
                     o,
@@ -310,7 +336,8 @@ async fn mask(lake: &tarn::DataLake, args: MaskArgs, o: &mut String) -> Result<(
     out!(
         o,
         "{zone}/{dataset}.{column} is masked ({mask}) for {}{}",
-        args.role.map_or("everyone".into(), |r| format!("members of {r}")),
+        args.role
+            .map_or("everyone".into(), |r| format!("members of {r}")),
         if args.except_roles.is_empty() {
             String::new()
         } else {
@@ -326,7 +353,13 @@ async fn row_filter(lake: &tarn::DataLake, args: RowFilterArgs, o: &mut String) 
         if args.json {
             out!(o, "{}", serde_json::to_string_pretty(&filters)?);
         } else {
-            out!(o, "{:<12} {:<28} {:<16} PREDICATE", "ID", "TABLE", "FOR ROLE");
+            out!(
+                o,
+                "{:<12} {:<28} {:<16} PREDICATE",
+                "ID",
+                "TABLE",
+                "FOR ROLE"
+            );
             for f in filters {
                 out!(
                     o,
@@ -388,13 +421,24 @@ async fn token(lake: &tarn::DataLake, cmd: TokenCommand, o: &mut String) -> Resu
             expires_in,
             json,
         } => {
-            let t = lake.create_token(&principal, duration(&expires_in)?).await?;
+            let t = lake
+                .create_token(&principal, duration(&expires_in)?)
+                .await?;
             if json {
                 out!(o, "{}", serde_json::to_string_pretty(&t)?);
             } else {
-                out!(o, "token {} for {} (expires {})", t.id, t.principal, t.expires_at);
+                out!(
+                    o,
+                    "token {} for {} (expires {})",
+                    t.id,
+                    t.principal,
+                    t.expires_at
+                );
                 out!(o, "{}", t.token);
-                out!(o, "(shown once: only its hash is stored; use it as TARN_TOKEN or --token)");
+                out!(
+                    o,
+                    "(shown once: only its hash is stored; use it as TARN_TOKEN or --token)"
+                );
             }
         }
         TokenCommand::List { json } => {
@@ -415,7 +459,13 @@ async fn token(lake: &tarn::DataLake, cmd: TokenCommand, o: &mut String) -> Resu
                     .collect();
                 out!(o, "{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                out!(o, "{:<18} {:<16} {:<26} STATE", "ID", "PRINCIPAL", "EXPIRES");
+                out!(
+                    o,
+                    "{:<18} {:<16} {:<26} STATE",
+                    "ID",
+                    "PRINCIPAL",
+                    "EXPIRES"
+                );
                 let now = chrono::Utc::now();
                 for t in tokens {
                     let state = if t.revoked_at.is_some() {
@@ -425,7 +475,13 @@ async fn token(lake: &tarn::DataLake, cmd: TokenCommand, o: &mut String) -> Resu
                     } else {
                         "active"
                     };
-                    out!(o, "{:<18} {:<16} {:<26} {state}", t.id, t.principal, t.expires_at.to_rfc3339());
+                    out!(
+                        o,
+                        "{:<18} {:<16} {:<26} {state}",
+                        t.id,
+                        t.principal,
+                        t.expires_at.to_rfc3339()
+                    );
                 }
             }
         }
@@ -462,7 +518,15 @@ async fn audit(lake: &tarn::DataLake, args: AuditArgs, o: &mut String) -> Result
         }
         return Ok(());
     }
-    out!(o, "{:<27} {:<12} {:<14} {:<8} {:>7}  TARGET / DETAIL", "AT", "PRINCIPAL", "ACTION", "ALLOWED", "ROWS");
+    out!(
+        o,
+        "{:<27} {:<12} {:<14} {:<8} {:>7}  TARGET / DETAIL",
+        "AT",
+        "PRINCIPAL",
+        "ACTION",
+        "ALLOWED",
+        "ROWS"
+    );
     for e in events {
         let detail = e
             .detail
@@ -494,7 +558,14 @@ async fn compliance(lake: &tarn::DataLake, json: bool, o: &mut String) -> Result
     } else if report.is_empty() {
         out!(o, "no compliance rules (add them to compliance.yaml)");
     } else {
-        out!(o, "{:<6} {:<24} {:<18} {:<22} EVIDENCE", "RESULT", "RULE", "KIND", "DATASET");
+        out!(
+            o,
+            "{:<6} {:<24} {:<18} {:<22} EVIDENCE",
+            "RESULT",
+            "RULE",
+            "KIND",
+            "DATASET"
+        );
         for r in &report {
             out!(
                 o,
@@ -508,7 +579,11 @@ async fn compliance(lake: &tarn::DataLake, json: bool, o: &mut String) -> Result
                     _ => "-".into(),
                 },
                 r.evidence,
-                if !r.passed && r.blocking { " [blocking]" } else { "" }
+                if !r.passed && r.blocking {
+                    " [blocking]"
+                } else {
+                    ""
+                }
             );
         }
         out!(o, "{} checks, {failed} failed", report.len());
@@ -526,7 +601,8 @@ async fn classify(lake: &tarn::DataLake, args: ClassifyArgs, o: &mut String) -> 
             .split_once('=')
             .filter(|(c, t)| !c.is_empty() && !t.is_empty())
             .ok_or_else(|| format!("--set `{item}`: give COLUMN=TAG"))?;
-        lake.set_classification(&args.dataset, column, Some(tag)).await?;
+        lake.set_classification(&args.dataset, column, Some(tag))
+            .await?;
     }
     for column in &args.clear {
         lake.set_classification(&args.dataset, column, None).await?;
@@ -543,7 +619,14 @@ async fn classify(lake: &tarn::DataLake, args: ClassifyArgs, o: &mut String) -> 
         out!(o, "{}: no classified columns", args.dataset);
         return Ok(());
     }
-    out!(o, "{:<24} {:<18} {:<10} {:>10}  EVIDENCE", "COLUMN", "TAG", "SOURCE", "CONFIDENCE");
+    out!(
+        o,
+        "{:<24} {:<18} {:<10} {:>10}  EVIDENCE",
+        "COLUMN",
+        "TAG",
+        "SOURCE",
+        "CONFIDENCE"
+    );
     for c in columns {
         out!(
             o,
@@ -564,14 +647,23 @@ async fn erase(lake: &tarn::DataLake, args: EraseArgs, o: &mut String) -> Result
         None => EraseScope::Datasets(args.dataset),
     };
     let (report, record) = lake
-        .erase(&args.predicate, &scope, args.override_retention, args.dry_run)
+        .erase(
+            &args.predicate,
+            &scope,
+            args.override_retention,
+            args.dry_run,
+        )
         .await?;
     if args.json {
         let v = serde_json::json!({ "report": report, "evidence": record });
         out!(o, "{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let verb = if args.dry_run { "would delete" } else { "deleted" };
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     for t in &report.tables {
         out!(
             o,
@@ -588,7 +680,10 @@ async fn erase(lake: &tarn::DataLake, args: EraseArgs, o: &mut String) -> Result
     }
     if let Some(r) = record {
         out!(o, "evidence recorded as erasure {}", r.id);
-        out!(o, "versions before these are no longer readable (time travel is refused)");
+        out!(
+            o,
+            "versions before these are no longer readable (time travel is refused)"
+        );
     }
     if report.files_pending > 0 {
         out!(

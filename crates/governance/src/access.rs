@@ -58,7 +58,9 @@ impl FromStr for PrincipalKind {
         match s {
             "user" => Ok(Self::User),
             "service" => Ok(Self::Service),
-            other => Err(format!("principal kind `{other}` (expected user or service)")),
+            other => Err(format!(
+                "principal kind `{other}` (expected user or service)"
+            )),
         }
     }
 }
@@ -508,7 +510,10 @@ impl PrincipalPolicy {
 
     /// Whether it holds USAGE on `zone`.
     pub fn has_usage(&self, zone: Zone) -> bool {
-        self.is_admin || self.grants.contains(&(Privilege::Usage, Securable::Zone { zone }))
+        self.is_admin
+            || self
+                .grants
+                .contains(&(Privilege::Usage, Securable::Zone { zone }))
     }
 
     /// What it may read of `zone/dataset`.
@@ -554,9 +559,10 @@ impl PrincipalPolicy {
             if m.zone != zone || m.dataset != dataset {
                 continue;
             }
-            let explicit = self.masks.iter().any(|e| {
-                e.zone == zone && e.dataset == dataset && e.column == m.column
-            });
+            let explicit = self
+                .masks
+                .iter()
+                .any(|e| e.zone == zone && e.dataset == dataset && e.column == m.column);
             let is_default = !self.masks.contains(m);
             if is_default && explicit {
                 continue;

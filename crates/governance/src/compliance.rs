@@ -213,7 +213,10 @@ impl DatasetFacts {
     /// `pii` matches `pii` and `pii:email`.
     pub fn has_class(&self, classification: &str) -> bool {
         self.classification.as_deref() == Some(classification)
-            || self.columns.values().any(|t| class_matches(t, classification))
+            || self
+                .columns
+                .values()
+                .any(|t| class_matches(t, classification))
     }
 }
 
@@ -259,7 +262,13 @@ impl Rule {
         }
     }
 
-    fn result(&self, dataset: Option<&str>, zone: Option<Zone>, passed: bool, evidence: String) -> RuleResult {
+    fn result(
+        &self,
+        dataset: Option<&str>,
+        zone: Option<Zone>,
+        passed: bool,
+        evidence: String,
+    ) -> RuleResult {
         RuleResult {
             rule: self.name.clone(),
             kind: self.kind_name().into(),

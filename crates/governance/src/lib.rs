@@ -19,9 +19,9 @@ mod sql_store;
 
 pub use error::{Error, Result};
 pub use model::{
-    AuditEvent, AuditFilter, ColumnClassification, ColumnLineage, ColumnStatistics,
-    DatasetRecord, ErasedTable, ErasureRecord, IngestionRun, LineageFact, LineageTable,
-    QualityResult, RunStatus, SchemaVersion, TableStatistics,
+    AuditEvent, AuditFilter, ColumnClassification, ColumnLineage, ColumnStatistics, DatasetRecord,
+    ErasedTable, ErasureRecord, IngestionRun, LineageFact, LineageTable, QualityResult, RunStatus,
+    SchemaVersion, TableStatistics,
 };
 pub use sql_store::SqlMetadataStore;
 

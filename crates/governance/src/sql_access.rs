@@ -165,16 +165,15 @@ pub(crate) async fn put_grant(pool: &AnyPool, g: &Grant) -> Result<bool> {
 }
 
 pub(crate) async fn delete_grant(pool: &AnyPool, g: &Grant) -> Result<bool> {
-    let n = sqlx::query(
-        "DELETE FROM grants WHERE grantee = $1 AND privilege = $2 AND securable = $3",
-    )
-    .bind(g.grantee.to_string())
-    .bind(g.privilege.as_str())
-    .bind(g.securable.to_string())
-    .execute(pool)
-    .await
-    .context("remove grant")?
-    .rows_affected();
+    let n =
+        sqlx::query("DELETE FROM grants WHERE grantee = $1 AND privilege = $2 AND securable = $3")
+            .bind(g.grantee.to_string())
+            .bind(g.privilege.as_str())
+            .bind(g.securable.to_string())
+            .execute(pool)
+            .await
+            .context("remove grant")?
+            .rows_affected();
     Ok(n > 0)
 }
 
@@ -433,15 +432,14 @@ pub(crate) async fn use_token(pool: &AnyPool, hash: &str) -> Result<Option<ApiTo
 }
 
 pub(crate) async fn revoke_token(pool: &AnyPool, id: &str) -> Result<bool> {
-    let n = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-    )
-    .bind(ts(&chrono::Utc::now()))
-    .bind(id)
-    .execute(pool)
-    .await
-    .context("revoke token")?
-    .rows_affected();
+    let n =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(ts(&chrono::Utc::now()))
+            .bind(id)
+            .execute(pool)
+            .await
+            .context("revoke token")?
+            .rows_affected();
     Ok(n > 0)
 }
 
@@ -474,7 +472,10 @@ pub(crate) async fn audit(pool: &AnyPool, f: &AuditFilter) -> Result<Vec<AuditEv
     .bind(&f.principal)
     .bind(&f.action)
     .bind(f.since.as_ref().map(ts))
-    .bind(f.limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX)))
+    .bind(
+        f.limit
+            .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+    )
     .fetch_all(pool)
     .await
     .context(ctx)?;
@@ -488,7 +489,10 @@ pub(crate) async fn audit(pool: &AnyPool, f: &AuditFilter) -> Result<Vec<AuditEv
                 target: r.try_get("target").context(ctx)?,
                 allowed: r.try_get::<i64, _>("allowed").context(ctx)? != 0,
                 rows: r.try_get("rows").context(ctx)?,
-                detail: from_json("audit detail", &r.try_get::<String, _>("detail").context(ctx)?)?,
+                detail: from_json(
+                    "audit detail",
+                    &r.try_get::<String, _>("detail").context(ctx)?,
+                )?,
             })
         })
         .collect()
@@ -571,7 +575,10 @@ pub(crate) async fn erasures(pool: &AnyPool) -> Result<Vec<ErasureRecord>> {
                 at: parse_ts(&r.try_get::<String, _>("at").context(ctx)?)?,
                 principal: r.try_get("principal").context(ctx)?,
                 predicate: r.try_get("predicate").context(ctx)?,
-                tables: from_json("erasure tables", &r.try_get::<String, _>("tables").context(ctx)?)?,
+                tables: from_json(
+                    "erasure tables",
+                    &r.try_get::<String, _>("tables").context(ctx)?,
+                )?,
             })
         })
         .collect()

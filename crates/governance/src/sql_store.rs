@@ -9,12 +9,12 @@ use tarn_common::Zone;
 
 use crate::MetadataStore;
 use crate::access::{AccessState, ApiToken, Grant, MaskRule, Principal, RowFilterRule};
-use crate::sql_access;
 use crate::error::{Context, Error, Result};
 use crate::model::{
-    AuditEvent, AuditFilter, ColumnClassification, DatasetRecord, ErasureRecord, IngestionRun, LineageFact, QualityResult, RunStatus, SchemaVersion,
-    TableStatistics,
+    AuditEvent, AuditFilter, ColumnClassification, DatasetRecord, ErasureRecord, IngestionRun,
+    LineageFact, QualityResult, RunStatus, SchemaVersion, TableStatistics,
 };
+use crate::sql_access;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

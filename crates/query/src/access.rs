@@ -16,18 +16,18 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field};
-use sha2::{Digest, Sha256};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::session_state::SessionState;
 use datafusion::execution::registry::FunctionRegistry;
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility, lit,
 };
+use sha2::{Digest, Sha256};
 use tarn_governance::access::{ColumnAccess, MaskKind, PrincipalPolicy, TableAccess};
 
 use crate::catalog::ZoneTable;
@@ -91,21 +91,16 @@ impl AccessContext {
             } => (columns, masks, row_filters),
         };
         let schema = table.schema();
-        let mut plan = LogicalPlanBuilder::scan(
-            reference.clone(),
-            provider_as_source(Arc::new(table)),
-            None,
-        )?;
+        let mut plan =
+            LogicalPlanBuilder::scan(reference.clone(), provider_as_source(Arc::new(table)), None)?;
         let df_schema = plan.schema().clone();
         for predicate in &row_filters {
-            let expr = self
-                .parse(predicate, &df_schema)
-                .map_err(|e| {
-                    DataFusionError::Plan(format!(
-                        "the row filter `{predicate}` on {zone}/{dataset} is invalid: {}",
-                        e.find_root()
-                    ))
-                })?;
+            let expr = self.parse(predicate, &df_schema).map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "the row filter `{predicate}` on {zone}/{dataset} is invalid: {}",
+                    e.find_root()
+                ))
+            })?;
             plan = plan.filter(self.substitute(expr, predicate)?)?;
         }
         let readable = |name: &str| match &columns {
@@ -181,9 +176,9 @@ impl AccessContext {
             mask,
             salt: self.salt.clone(),
         });
-        udf.call(vec![Expr::Column(datafusion::common::Column::new_unqualified(
-            f.name(),
-        ))])
+        udf.call(vec![Expr::Column(
+            datafusion::common::Column::new_unqualified(f.name()),
+        )])
     }
 }
 
@@ -217,7 +212,9 @@ fn denied_column(f: &Field, column: &str, principal: &str) -> Expr {
     });
     // The column is the argument so the marker is never constant-folded;
     // it is only read if the query uses it, and then the query is refused.
-    udf.call(vec![Expr::Column(datafusion::common::Column::new_unqualified(f.name()))])
+    udf.call(vec![Expr::Column(
+        datafusion::common::Column::new_unqualified(f.name()),
+    )])
 }
 
 /// Refuses `plan` (optimized) if it still uses a column the principal may

@@ -454,9 +454,9 @@ pub struct ZoneSchema {
 impl ZoneSchema {
     /// Whether the principal may see that `name` exists.
     fn visible(&self, name: &str) -> bool {
-        self.access.as_ref().is_none_or(|a| {
-            !matches!(a.policy().table(self.zone, name), TableAccess::Denied(_))
-        })
+        self.access
+            .as_ref()
+            .is_none_or(|a| !matches!(a.policy().table(self.zone, name), TableAccess::Denied(_)))
     }
 }
 
@@ -499,9 +499,9 @@ impl SchemaProvider for DeniedSchema {
     }
 
     async fn table(&self, _name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Err(DataFusionError::External(Box::new(Error::PermissionDenied(
-            self.0.clone(),
-        ))))
+        Err(DataFusionError::External(Box::new(
+            Error::PermissionDenied(self.0.clone()),
+        )))
     }
 
     fn table_exist(&self, _name: &str) -> bool {

@@ -464,14 +464,21 @@ impl QueryEngine {
     /// came from) in the audit log with the tables and columns read and the
     /// rows returned.
     pub async fn execute_statement(&self, plan: LogicalPlan, text: &str) -> Result<QueryStream> {
-        let plan_hash = blake3::hash(plan.display_indent().to_string().as_bytes()).to_hex()[..16]
-            .to_string();
+        let plan_hash =
+            blake3::hash(plan.display_indent().to_string().as_bytes()).to_hex()[..16].to_string();
         let mut query = self.execute_plan(plan).await?;
         if self.audit {
             let mut event = AuditEvent::now(
                 &self.principal.name,
                 "query",
-                Some(query.tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")),
+                Some(
+                    query
+                        .tables
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
                 true,
             );
             event.detail = serde_json::json!({
@@ -691,7 +698,8 @@ impl Drop for AuditingStream {
         if self.event.is_some() {
             self.finish(Some("the reader stopped before the end".into()));
         }
-        if let (Some(pending), Ok(rt)) = (self.pending.take(), tokio::runtime::Handle::try_current())
+        if let (Some(pending), Ok(rt)) =
+            (self.pending.take(), tokio::runtime::Handle::try_current())
         {
             rt.spawn(pending);
         }

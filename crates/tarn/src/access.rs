@@ -36,11 +36,15 @@ pub enum GrantTarget {
 /// Parses `zone/dataset` (or `zone.dataset`).
 pub fn parse_table(text: &str) -> Result<(Zone, String)> {
     let (zone, name) = text.split_once(['/', '.']).ok_or_else(|| {
-        Error::Invalid(format!("`{text}`: give a table as ZONE/DATASET, e.g. raw/customers"))
+        Error::Invalid(format!(
+            "`{text}`: give a table as ZONE/DATASET, e.g. raw/customers"
+        ))
     })?;
     let zone: Zone = zone.parse()?;
     if name.is_empty() || name.contains('/') {
-        return Err(Error::Invalid(format!("`{text}`: give a table as ZONE/DATASET")));
+        return Err(Error::Invalid(format!(
+            "`{text}`: give a table as ZONE/DATASET"
+        )));
     }
     Ok((zone, name.to_string()))
 }
@@ -147,7 +151,12 @@ impl DataLake {
 
     /// Refuses (and audits) an access change the acting principal may not
     /// make: admins may make any; holders of ADMIN on `table` those on it.
-    async fn authorize(&self, action: &str, target: &str, table: Option<(Zone, &str)>) -> Result<()> {
+    async fn authorize(
+        &self,
+        action: &str,
+        target: &str,
+        table: Option<(Zone, &str)>,
+    ) -> Result<()> {
         let p = &self.principal;
         let ok = p.is_admin || table.is_some_and(|(z, d)| p.holds(Privilege::Admin, z, d));
         if ok {
@@ -164,8 +173,14 @@ impl DataLake {
                 p.name
             ),
         };
-        self.audit_action(action, target, false, None, serde_json::json!({ "reason": why }))
-            .await;
+        self.audit_action(
+            action,
+            target,
+            false,
+            None,
+            serde_json::json!({ "reason": why }),
+        )
+        .await;
         Err(Error::PermissionDenied(why))
     }
 
@@ -209,7 +224,9 @@ impl DataLake {
     pub async fn remove_principal(&self, name: &str) -> Result<bool> {
         self.authorize("remove principals", name, None).await?;
         if name == "admin" {
-            return Err(Error::Invalid("the admin principal cannot be removed".into()));
+            return Err(Error::Invalid(
+                "the admin principal cannot be removed".into(),
+            ));
         }
         let removed = self.metadata.delete_principal(name).await?;
         self.audit_action("principal_remove", name, true, None, serde_json::json!({}))
@@ -224,8 +241,14 @@ impl DataLake {
             return Err(Error::Invalid(format!("role name `{name}`")));
         }
         self.metadata.put_role(name, description).await?;
-        self.audit_action("role", name, true, None, serde_json::json!({ "description": description }))
-            .await;
+        self.audit_action(
+            "role",
+            name,
+            true,
+            None,
+            serde_json::json!({ "description": description }),
+        )
+        .await;
         Ok(())
     }
 
@@ -255,9 +278,16 @@ impl DataLake {
                 "unknown role `{role}` (add it with `tarn role add {role}`)"
             )));
         }
-        let changed = self.metadata.set_role_member(role, principal, member).await?;
+        let changed = self
+            .metadata
+            .set_role_member(role, principal, member)
+            .await?;
         self.audit_action(
-            if member { "role_assign" } else { "role_unassign" },
+            if member {
+                "role_assign"
+            } else {
+                "role_unassign"
+            },
             role,
             true,
             None,
@@ -285,7 +315,12 @@ impl DataLake {
 
     /// The grants `privilege` on `target` means. SELECT or INSERT on a table
     /// comes with USAGE on its zone, which reading it needs.
-    fn grants_for(&self, privilege: Privilege, target: &GrantTarget, grantee: &Grantee) -> Result<Vec<Grant>> {
+    fn grants_for(
+        &self,
+        privilege: Privilege,
+        target: &GrantTarget,
+        grantee: &Grantee,
+    ) -> Result<Vec<Grant>> {
         let grant = |securable| Grant {
             grantee: grantee.clone(),
             privilege,
@@ -309,7 +344,9 @@ impl DataLake {
                 columns,
             } => {
                 if privilege == Privilege::Usage {
-                    return Err(Error::Invalid(format!("USAGE is granted on a zone: `{zone}`")));
+                    return Err(Error::Invalid(format!(
+                        "USAGE is granted on a zone: `{zone}`"
+                    )));
                 }
                 let mut out: Vec<Grant> = if columns.is_empty() {
                     vec![grant(Securable::Table {
@@ -358,7 +395,8 @@ impl DataLake {
         grantee: &Grantee,
     ) -> Result<Vec<String>> {
         let table = Self::target_table(target);
-        self.authorize("grant", &format!("{target:?}"), table).await?;
+        self.authorize("grant", &format!("{target:?}"), table)
+            .await?;
         self.check_grantee(grantee).await?;
         let mut granted = Vec::new();
         for g in self.grants_for(privilege, target, grantee)? {
@@ -386,11 +424,11 @@ impl DataLake {
         grantee: &Grantee,
     ) -> Result<Vec<String>> {
         let table = Self::target_table(target);
-        self.authorize("revoke", &format!("{target:?}"), table).await?;
+        self.authorize("revoke", &format!("{target:?}"), table)
+            .await?;
         let mut revoked = Vec::new();
         for g in self.grants_for(privilege, target, grantee)? {
-            if g.privilege == privilege && self.metadata.delete_grant(&g).await?
-            {
+            if g.privilege == privilege && self.metadata.delete_grant(&g).await? {
                 revoked.push(format!("{} {}", g.privilege, g.securable));
             }
         }
@@ -412,8 +450,14 @@ impl DataLake {
         self.authorize("mask", &target, Some((rule.zone, &rule.dataset)))
             .await?;
         self.metadata.put_mask(&rule).await?;
-        self.audit_action("mask", target, true, None, serde_json::to_value(&rule).unwrap_or_default())
-            .await;
+        self.audit_action(
+            "mask",
+            target,
+            true,
+            None,
+            serde_json::to_value(&rule).unwrap_or_default(),
+        )
+        .await;
         Ok(())
     }
 
@@ -426,10 +470,20 @@ impl DataLake {
         role: Option<&str>,
     ) -> Result<bool> {
         let target = format!("{zone}/{dataset}.{column}");
-        self.authorize("unmask", &target, Some((zone, dataset))).await?;
-        let removed = self.metadata.delete_mask(zone, dataset, column, role).await?;
-        self.audit_action("mask_remove", target, true, None, serde_json::json!({ "role": role }))
-            .await;
+        self.authorize("unmask", &target, Some((zone, dataset)))
+            .await?;
+        let removed = self
+            .metadata
+            .delete_mask(zone, dataset, column, role)
+            .await?;
+        self.audit_action(
+            "mask_remove",
+            target,
+            true,
+            None,
+            serde_json::json!({ "role": role }),
+        )
+        .await;
         Ok(removed)
     }
 
@@ -443,8 +497,14 @@ impl DataLake {
             rule.id = format!("rf-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         }
         self.metadata.put_row_filter(&rule).await?;
-        self.audit_action("row_filter", target, true, None, serde_json::to_value(&rule).unwrap_or_default())
-            .await;
+        self.audit_action(
+            "row_filter",
+            target,
+            true,
+            None,
+            serde_json::to_value(&rule).unwrap_or_default(),
+        )
+        .await;
         Ok(rule.id)
     }
 
@@ -460,7 +520,13 @@ impl DataLake {
     /// Creates an API token for `principal`, valid for `ttl`.
     pub async fn create_token(&self, principal: &str, ttl: Duration) -> Result<CreatedToken> {
         self.authorize("create tokens", principal, None).await?;
-        if self.metadata.access_state().await?.principal(principal).is_none() {
+        if self
+            .metadata
+            .access_state()
+            .await?
+            .principal(principal)
+            .is_none()
+        {
             return Err(Error::Invalid(format!("unknown principal `{principal}`")));
         }
         let id = format!("tk_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

@@ -51,7 +51,9 @@ impl DataLake {
     /// Per dataset, column → classification tag in force: tags a person set
     /// or cleared (`tarn classify`) win over `tarn.yaml`'s
     /// `classifications:`, which win over confident detections.
-    pub async fn effective_classifications(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+    pub async fn effective_classifications(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
         let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         let stored = self.metadata.classifications(None).await?;
         for c in stored.iter().filter(|c| c.source == "auto") {
@@ -85,35 +87,44 @@ impl DataLake {
         let mut out: BTreeMap<String, ClassifiedColumn> = BTreeMap::new();
         for c in self.metadata.classifications(Some(dataset)).await? {
             if c.source == "auto" {
-                out.insert(c.column.clone(), ClassifiedColumn {
-                    column: c.column,
-                    tag: Some(c.tag),
-                    source: "auto".into(),
-                    confidence: c.confidence,
-                    evidence: c.evidence,
-                });
+                out.insert(
+                    c.column.clone(),
+                    ClassifiedColumn {
+                        column: c.column,
+                        tag: Some(c.tag),
+                        source: "auto".into(),
+                        confidence: c.confidence,
+                        evidence: c.evidence,
+                    },
+                );
             }
         }
         if let Some(ds) = self.config.datasets.get(dataset) {
             for (column, tag) in &ds.classifications {
-                out.insert(column.clone(), ClassifiedColumn {
-                    column: column.clone(),
-                    tag: Some(tag.clone()),
-                    source: "tarn.yaml".into(),
-                    confidence: 1.0,
-                    evidence: "declared in tarn.yaml".into(),
-                });
+                out.insert(
+                    column.clone(),
+                    ClassifiedColumn {
+                        column: column.clone(),
+                        tag: Some(tag.clone()),
+                        source: "tarn.yaml".into(),
+                        confidence: 1.0,
+                        evidence: "declared in tarn.yaml".into(),
+                    },
+                );
             }
         }
         for c in self.metadata.classifications(Some(dataset)).await? {
             if c.source == "manual" {
-                out.insert(c.column.clone(), ClassifiedColumn {
-                    column: c.column,
-                    tag: Some(c.tag.clone()).filter(|t| t != "none"),
-                    source: "manual".into(),
-                    confidence: 1.0,
-                    evidence: c.evidence,
-                });
+                out.insert(
+                    c.column.clone(),
+                    ClassifiedColumn {
+                        column: c.column,
+                        tag: Some(c.tag.clone()).filter(|t| t != "none"),
+                        source: "manual".into(),
+                        confidence: 1.0,
+                        evidence: c.evidence,
+                    },
+                );
             }
         }
         Ok(out.into_values().collect())
@@ -121,7 +132,12 @@ impl DataLake {
 
     /// Sets (`Some(tag)`) or clears (`None`) a column's classification by
     /// hand; the decision sticks across later detections.
-    pub async fn set_classification(&self, dataset: &str, column: &str, tag: Option<&str>) -> Result<()> {
+    pub async fn set_classification(
+        &self,
+        dataset: &str,
+        column: &str,
+        tag: Option<&str>,
+    ) -> Result<()> {
         if !self.principal.is_admin {
             return Err(Error::PermissionDenied(format!(
                 "permission denied: `{}` may not classify columns: it needs the admin role",
@@ -160,7 +176,13 @@ impl DataLake {
             "SELECT * FROM raw.\"{}\" LIMIT {SAMPLE_ROWS}",
             dataset.replace('"', "\"\"")
         );
-        let batches = self.query.without_audit().sql(&sql).await?.collect().await?;
+        let batches = self
+            .query
+            .without_audit()
+            .sql(&sql)
+            .await?
+            .collect()
+            .await?;
         let Some(schema) = batches.first().map(|b| b.schema()) else {
             return Ok(Vec::new());
         };
@@ -188,7 +210,11 @@ impl DataLake {
                 let col = cast(b.column(i), &DataType::Utf8)
                     .map_err(|e| Error::Invalid(format!("sampling {dataset}: {e}")))?;
                 let col = col.as_string::<i32>();
-                values.extend((0..col.len()).filter(|r| col.is_valid(*r)).map(|r| col.value(r).to_string()));
+                values.extend(
+                    (0..col.len())
+                        .filter(|r| col.is_valid(*r))
+                        .map(|r| col.value(r).to_string()),
+                );
             }
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
             if let Some(d) = classify_column(field.name(), &refs) {
@@ -298,7 +324,12 @@ impl DataLake {
 
     /// Refuses an operation on `dataset` that a failing blocking rule
     /// concerning one of `zones` forbids.
-    pub(crate) async fn check_blocking(&self, dataset: &str, zones: &[Zone], operation: &str) -> Result<()> {
+    pub(crate) async fn check_blocking(
+        &self,
+        dataset: &str,
+        zones: &[Zone],
+        operation: &str,
+    ) -> Result<()> {
         let rules = self.compliance_rules()?;
         if !rules.rules.iter().any(|r| r.blocking) {
             return Ok(());

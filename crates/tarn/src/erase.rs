@@ -57,8 +57,14 @@ impl DataLake {
                 "permission denied: `{}` may not erase: it needs the admin role",
                 self.principal.name
             );
-            self.audit_action("erase", predicate, false, None, serde_json::json!({ "reason": why }))
-                .await;
+            self.audit_action(
+                "erase",
+                predicate,
+                false,
+                None,
+                serde_json::json!({ "reason": why }),
+            )
+            .await;
             return Err(Error::PermissionDenied(why));
         }
         if predicate.trim().is_empty() {

@@ -172,8 +172,10 @@ impl DataLake {
                 )));
             }
         }
-        self.authorize_write(Zone::Raw, &spec.dataset, "ingest").await?;
-        self.check_blocking(&spec.dataset, &[Zone::Raw], "ingest").await?;
+        self.authorize_write(Zone::Raw, &spec.dataset, "ingest")
+            .await?;
+        self.check_blocking(&spec.dataset, &[Zone::Raw], "ingest")
+            .await?;
         let ds = self.config.datasets.get(&spec.dataset);
         let ctx = IngestContext {
             roots: self.config.zone_roots()?,
@@ -242,8 +244,14 @@ impl DataLake {
              `tarn grant insert {zone}/{dataset} --to {}`)",
             p.name, p.name
         );
-        self.audit_action(action, format!("{zone}/{dataset}"), false, None, serde_json::json!({ "reason": why }))
-            .await;
+        self.audit_action(
+            action,
+            format!("{zone}/{dataset}"),
+            false,
+            None,
+            serde_json::json!({ "reason": why }),
+        )
+        .await;
         Err(Error::PermissionDenied(why))
     }
 
@@ -292,11 +300,16 @@ impl DataLake {
         for zone in [Zone::Cleansed, Zone::Curated] {
             self.authorize_write(zone, dataset, "process").await?;
         }
-        self.check_blocking(dataset, &[Zone::Cleansed, Zone::Curated, Zone::Consumption], "process")
-            .await?;
+        self.check_blocking(
+            dataset,
+            &[Zone::Cleansed, Zone::Curated, Zone::Consumption],
+            "process",
+        )
+        .await?;
         let planner = EnginePlanner(self.query.without_audit());
         let result =
-            tarn_zones::process(&self.zones_classified().await?, &planner, dataset, options).await?;
+            tarn_zones::process(&self.zones_classified().await?, &planner, dataset, options)
+                .await?;
         self.emit_stage_runs(dataset, &result.stages).await;
         self.audit_action(
             "process",

@@ -54,15 +54,15 @@ mod error;
 mod lake;
 mod lineage;
 
-pub use catalog::{CatalogEntry, DatasetDetails, TableStats, ZoneTable};
-pub use error::{Error, Result};
 pub use access::{CreatedToken, GrantTarget, parse_mask, parse_table};
+pub use catalog::{CatalogEntry, DatasetDetails, TableStats, ZoneTable};
 pub use compliance::ClassifiedColumn;
 pub use erase::EraseScope;
+pub use error::{Error, Result};
 pub use lake::DataLake;
-pub use tarn_governance as governance;
 pub use tarn_common::config::{CsvOptions, SchemaEvolution};
 pub use tarn_common::{DatasetSchema, TarnConfig, Zone};
+pub use tarn_governance as governance;
 pub use tarn_governance::{IngestionRun, LineageFact, QualityResult, RunStatus, SchemaVersion};
 pub use tarn_ingest::{
     DataSpec, Format, IngestionMetadata, IngestionResult, IngestionStatus, Progress,

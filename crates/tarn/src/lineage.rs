@@ -155,7 +155,10 @@ impl DataLake {
         let Some((zone, name)) = table.split_once('/') else {
             return Vec::new();
         };
-        let sql = format!("SELECT * FROM {zone}.\"{}\" LIMIT 0", name.replace('"', "\"\""));
+        let sql = format!(
+            "SELECT * FROM {zone}.\"{}\" LIMIT 0",
+            name.replace('"', "\"\"")
+        );
         match self.query.without_audit().plan_sql(&sql).await {
             Ok(plan) => plan
                 .schema()

@@ -180,8 +180,11 @@ async fn erase_table(
         }
         None => req.predicate.clone(),
     };
-    let matched = match counts(&session, &format!("SELECT count(*) FROM t WHERE {predicate}"))
-        .await
+    let matched = match counts(
+        &session,
+        &format!("SELECT count(*) FROM t WHERE {predicate}"),
+    )
+    .await
     {
         Ok(c) => c[0],
         Err(e) => {
@@ -219,7 +222,9 @@ async fn erase_table(
             .with_commit_properties(props)
             .await
             .map_err(|e| Error::delta(&url, e))?;
-        erased.rows_deleted = metrics.num_deleted_rows.map_or(matched as i64, |n| n as i64);
+        erased.rows_deleted = metrics
+            .num_deleted_rows
+            .map_or(matched as i64, |n| n as i64);
         t
     } else if txn.is_some() {
         // Nothing to delete here, but the upstream moved on: record it.
@@ -299,7 +304,8 @@ async fn raw_quarantine_predicate(
         .fields()
         .iter()
         .map(|f| f.as_ref())
-        .filter(|f| !f.name().starts_with("_ingest"))
+        // tarn's own columns (`_ingest_*`, `_partition_date`) are not in payloads.
+        .filter(|f| !f.name().starts_with('_'))
         .collect();
     let internal = |e: datafusion::error::DataFusionError| Error::Internal(e.to_string());
     let rows = session
@@ -318,7 +324,9 @@ async fn raw_quarantine_predicate(
         let payload = datafusion::arrow::compute::cast(b.column(2), &DataType::Utf8)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let (source, payload) = (source.as_string::<i32>(), payload.as_string::<i32>());
-        let position = b.column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let position = b
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         for i in 0..b.num_rows() {
             let Some(parsed) = parse_payload(payload.value(i), &fields) else {
                 unparsed += 1;
@@ -346,27 +354,40 @@ async fn raw_quarantine_predicate(
     let mut schema_fields = Vec::new();
     for (f, vals) in fields.iter().zip(values) {
         let text: ArrayRef = std::sync::Arc::new(StringArray::from(vals));
-        let typed = datafusion::arrow::compute::cast(&text, f.data_type())
-            .unwrap_or_else(|_| datafusion::arrow::array::new_null_array(f.data_type(), text.len()));
+        let typed = datafusion::arrow::compute::cast(&text, f.data_type()).unwrap_or_else(|_| {
+            datafusion::arrow::array::new_null_array(f.data_type(), text.len())
+        });
         columns.push(typed);
         schema_fields.push(Field::new(f.name(), f.data_type().clone(), true));
     }
-    columns.push(std::sync::Arc::new(Int64Array::from_iter_values(0..keys.len() as i64)));
+    columns.push(std::sync::Arc::new(Int64Array::from_iter_values(
+        0..keys.len() as i64,
+    )));
     schema_fields.push(Field::new("__tarn_row", DataType::Int64, false));
     let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(schema_fields)), columns)
         .map_err(|e| Error::Internal(e.to_string()))?;
     let df = session.read_batch(batch).map_err(internal)?;
     register(session, "payloads", df)?;
     let hits = session
-        .sql(&format!("SELECT __tarn_row FROM payloads WHERE {}", req.predicate))
+        .sql(&format!(
+            "SELECT __tarn_row FROM payloads WHERE {}",
+            req.predicate
+        ))
         .await
-        .map_err(|e| Error::Invalid(format!("erase predicate `{}` on {label}: {e}", req.predicate)))?
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "erase predicate `{}` on {label}: {e}",
+                req.predicate
+            ))
+        })?
         .collect()
         .await
         .map_err(internal)?;
     let mut by_source: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
     for b in &hits {
-        let rows = b.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let rows = b
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         for r in rows.values() {
             let (source, position) = &keys[*r as usize];
             by_source.entry(source).or_default().push(*position);
@@ -392,8 +413,13 @@ async fn raw_quarantine_predicate(
 }
 
 /// A quarantined record's values per raw column: from a JSON object by
-/// name, or from a CSV line by position (when the field count matches).
-fn parse_payload(payload: &str, fields: &[&datafusion::arrow::datatypes::Field]) -> Option<Vec<Option<String>>> {
+/// name, or from a CSV line by position (when the field count matches; the
+/// columns are taken in the schema's order, which is the header's order for
+/// files whose schema was inferred or written to match).
+fn parse_payload(
+    payload: &str,
+    fields: &[&datafusion::arrow::datatypes::Field],
+) -> Option<Vec<Option<String>>> {
     let text = payload.trim();
     if text.starts_with('{') {
         let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;

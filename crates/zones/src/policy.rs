@@ -33,7 +33,10 @@ pub fn check_masking(ctx: &ZoneContext, dataset: &str) -> Result<()> {
         for (column, class) in &ds.classifications {
             // `pii` covers `pii` and detected tags such as `pii:email`.
             let required = policy.required_masking.iter().any(|r| {
-                class == r || class.strip_prefix(r.as_str()).is_some_and(|s| s.starts_with(':'))
+                class == r
+                    || class
+                        .strip_prefix(r.as_str())
+                        .is_some_and(|s| s.starts_with(':'))
             });
             if !required {
                 continue;

@@ -10,9 +10,7 @@ use tarn_governance::access::{
     ApiToken, ColumnAccess, Grant, Grantee, MaskKind, MaskRule, Principal, PrincipalKind,
     Privilege, RowFilterRule, Securable, TableAccess, token_hash,
 };
-use tarn_governance::{
-    AuditEvent, AuditFilter, ColumnClassification, ErasedTable, ErasureRecord,
-};
+use tarn_governance::{AuditEvent, AuditFilter, ColumnClassification, ErasedTable, ErasureRecord};
 
 use crate::metadata::{each_backend, postgres_url};
 
@@ -52,24 +50,64 @@ async fn access_state_round_trips_and_resolves_policies() {
         let state = store.access_state().await.unwrap();
         assert!(state.policy_for("admin").unwrap().is_admin);
 
-        store.put_principal(&principal("alice", &[("region", "eu")])).await.unwrap();
+        store
+            .put_principal(&principal("alice", &[("region", "eu")]))
+            .await
+            .unwrap();
         store.put_principal(&principal("bob", &[])).await.unwrap();
-        store.put_role("analyst", Some("reads curated")).await.unwrap();
+        store
+            .put_role("analyst", Some("reads curated"))
+            .await
+            .unwrap();
         assert!(store.set_role_member("analyst", "bob", true).await.unwrap());
-        assert!(!store.set_role_member("analyst", "bob", true).await.unwrap(), "already a member");
+        assert!(
+            !store.set_role_member("analyst", "bob", true).await.unwrap(),
+            "already a member"
+        );
 
         let alice = Grantee::User("alice".into());
         let analyst = Grantee::Role("analyst".into());
         let zone_raw = Securable::Zone { zone: Zone::Raw };
-        assert!(store.put_grant(&grant(alice.clone(), Privilege::Usage, zone_raw.clone())).await.unwrap());
-        assert!(store.put_grant(&grant(alice.clone(), Privilege::Select, table(Zone::Raw, "customers"))).await.unwrap());
-        assert!(!store.put_grant(&grant(alice.clone(), Privilege::Select, table(Zone::Raw, "customers"))).await.unwrap(), "held already");
-        store.put_grant(&grant(analyst.clone(), Privilege::Usage, zone_raw.clone())).await.unwrap();
+        assert!(
+            store
+                .put_grant(&grant(alice.clone(), Privilege::Usage, zone_raw.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .put_grant(&grant(
+                    alice.clone(),
+                    Privilege::Select,
+                    table(Zone::Raw, "customers")
+                ))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .put_grant(&grant(
+                    alice.clone(),
+                    Privilege::Select,
+                    table(Zone::Raw, "customers")
+                ))
+                .await
+                .unwrap(),
+            "held already"
+        );
+        store
+            .put_grant(&grant(analyst.clone(), Privilege::Usage, zone_raw.clone()))
+            .await
+            .unwrap();
         store
             .put_grant(&grant(
                 analyst.clone(),
                 Privilege::Select,
-                Securable::Column { zone: Zone::Raw, dataset: "customers".into(), column: "id".into() },
+                Securable::Column {
+                    zone: Zone::Raw,
+                    dataset: "customers".into(),
+                    column: "id".into(),
+                },
             ))
             .await
             .unwrap();
@@ -98,12 +136,24 @@ async fn access_state_round_trips_and_resolves_policies() {
 
         let state = store.access_state().await.unwrap();
         assert_eq!(state.principal("alice").unwrap().attributes["region"], "eu");
-        assert_eq!(state.roles.iter().find(|r| r.name == "analyst").unwrap().members, ["bob"]);
+        assert_eq!(
+            state
+                .roles
+                .iter()
+                .find(|r| r.name == "analyst")
+                .unwrap()
+                .members,
+            ["bob"]
+        );
 
         let alice_policy = state.policy_for("alice").unwrap();
         assert!(!alice_policy.is_admin);
         match alice_policy.table(Zone::Raw, "customers") {
-            TableAccess::Restricted { columns, masks, row_filters } => {
+            TableAccess::Restricted {
+                columns,
+                masks,
+                row_filters,
+            } => {
                 assert_eq!(columns, ColumnAccess::All);
                 assert_eq!(masks.get("email"), Some(&MaskKind::Redact));
                 assert_eq!(row_filters, ["region = principal_attr('region')"]);
@@ -112,11 +162,20 @@ async fn access_state_round_trips_and_resolves_policies() {
         }
         // Deny by default, naming the privilege.
         match alice_policy.table(Zone::Raw, "orders") {
-            TableAccess::Denied(msg) => assert!(msg.contains("lacks SELECT on raw/orders"), "{msg}"),
+            TableAccess::Denied(msg) => {
+                assert!(msg.contains("lacks SELECT on raw/orders"), "{msg}")
+            }
             other => panic!("{other:?}"),
         }
-        match state.policy_for("bob").unwrap().table(Zone::Raw, "customers") {
-            TableAccess::Restricted { columns: ColumnAccess::Only(cols), .. } => {
+        match state
+            .policy_for("bob")
+            .unwrap()
+            .table(Zone::Raw, "customers")
+        {
+            TableAccess::Restricted {
+                columns: ColumnAccess::Only(cols),
+                ..
+            } => {
                 assert_eq!(cols.into_iter().collect::<Vec<_>>(), ["id"]);
             }
             other => panic!("bob: {other:?}"),
@@ -124,9 +183,18 @@ async fn access_state_round_trips_and_resolves_policies() {
         assert!(state.policy_for("nobody").is_err());
 
         // Without USAGE on the zone, SELECT alone is not enough.
-        assert!(store.delete_grant(&grant(alice.clone(), Privilege::Usage, zone_raw)).await.unwrap());
+        assert!(
+            store
+                .delete_grant(&grant(alice.clone(), Privilege::Usage, zone_raw))
+                .await
+                .unwrap()
+        );
         let state = store.access_state().await.unwrap();
-        match state.policy_for("alice").unwrap().table(Zone::Raw, "customers") {
+        match state
+            .policy_for("alice")
+            .unwrap()
+            .table(Zone::Raw, "customers")
+        {
             TableAccess::Denied(msg) => assert!(msg.contains("USAGE on zone raw"), "{msg}"),
             other => panic!("{other:?}"),
         }
@@ -135,9 +203,19 @@ async fn access_state_round_trips_and_resolves_policies() {
         assert!(store.delete_role("analyst").await.unwrap());
         assert!(store.delete_principal("alice").await.unwrap());
         let state = store.access_state().await.unwrap();
-        assert!(state.grants.iter().all(|g| g.grantee != alice && g.grantee != analyst));
+        assert!(
+            state
+                .grants
+                .iter()
+                .all(|g| g.grantee != alice && g.grantee != analyst)
+        );
         assert!(store.delete_row_filter("rf-1").await.unwrap());
-        assert!(store.delete_mask(Zone::Raw, "customers", "email", None).await.unwrap());
+        assert!(
+            store
+                .delete_mask(Zone::Raw, "customers", "email", None)
+                .await
+                .unwrap()
+        );
         let state = store.access_state().await.unwrap();
         assert!(state.masks.is_empty() && state.row_filters.is_empty());
     })
@@ -165,10 +243,24 @@ async fn tokens_are_stored_hashed_and_revocable() {
         let used = store.use_token(&token_hash(secret)).await.unwrap().unwrap();
         assert_eq!(used.principal, "svc");
         assert!(store.tokens().await.unwrap()[0].last_used_at.is_some());
-        assert!(store.use_token(&token_hash("tk_abc.wrong")).await.unwrap().is_none());
+        assert!(
+            store
+                .use_token(&token_hash("tk_abc.wrong"))
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(store.revoke_token("tk_abc").await.unwrap());
         assert!(!store.revoke_token("tk_abc").await.unwrap(), "revoked once");
-        assert!(store.use_token(&token_hash(secret)).await.unwrap().unwrap().revoked_at.is_some());
+        assert!(
+            store
+                .use_token(&token_hash(secret))
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
     })
     .await;
 }
@@ -176,7 +268,11 @@ async fn tokens_are_stored_hashed_and_revocable() {
 #[tokio::test]
 async fn audit_log_is_append_only_and_filterable() {
     each_backend(|store| async move {
-        for (who, action, allowed) in [("alice", "query", true), ("bob", "query", false), ("admin", "grant", true)] {
+        for (who, action, allowed) in [
+            ("alice", "query", true),
+            ("bob", "query", false),
+            ("admin", "grant", true),
+        ] {
             let mut e = AuditEvent::now(who, action, Some("raw.customers@v1".into()), allowed);
             e.rows = allowed.then_some(3);
             e.detail = serde_json::json!({ "statement": "SELECT 1" });
@@ -187,18 +283,28 @@ async fn audit_log_is_append_only_and_filterable() {
         assert_eq!(all[0].principal, "admin", "newest first");
         assert_eq!(all[2].detail["statement"], "SELECT 1");
         let bob = store
-            .audit(&AuditFilter { principal: Some("bob".into()), ..Default::default() })
+            .audit(&AuditFilter {
+                principal: Some("bob".into()),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(bob.len(), 1);
         assert!(!bob[0].allowed);
         let queries = store
-            .audit(&AuditFilter { action: Some("query".into()), limit: Some(1), ..Default::default() })
+            .audit(&AuditFilter {
+                action: Some("query".into()),
+                limit: Some(1),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(queries.len(), 1);
         let future = store
-            .audit(&AuditFilter { since: Some(Utc::now() + Duration::hours(1)), ..Default::default() })
+            .audit(&AuditFilter {
+                since: Some(Utc::now() + Duration::hours(1)),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(future.is_empty());
@@ -211,8 +317,13 @@ async fn audit_log_is_append_only_and_filterable() {
 async fn audit_log_rejects_updates_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.db");
-    let store = tarn_governance::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-    store.append_audit(&AuditEvent::now("alice", "query", None, true)).await.unwrap();
+    let store = tarn_governance::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store
+        .append_audit(&AuditEvent::now("alice", "query", None, true))
+        .await
+        .unwrap();
     drop(store);
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
@@ -225,11 +336,17 @@ async fn audit_log_rejects_updates_and_deletes() {
     let db = format!("tarn_it_{}", uuid::Uuid::new_v4().simple());
     let admin_url = postgres_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     let (base, _) = admin_url.rsplit_once('/').unwrap();
     let url = format!("{base}/{db}");
     let store = tarn_governance::connect(&url).await.unwrap();
-    store.append_audit(&AuditEvent::now("alice", "query", None, true)).await.unwrap();
+    store
+        .append_audit(&AuditEvent::now("alice", "query", None, true))
+        .await
+        .unwrap();
     let mut pg = sqlx::PgConnection::connect(&url).await.unwrap();
     for sql in ["UPDATE audit_log SET allowed = 0", "DELETE FROM audit_log"] {
         let err = sqlx::query(sql).execute(&mut pg).await.unwrap_err();
@@ -237,7 +354,10 @@ async fn audit_log_rejects_updates_and_deletes() {
     }
     drop(pg);
     drop(store);
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -254,7 +374,11 @@ async fn classifications_and_erasures_are_kept() {
         };
         store.put_classification(&c).await.unwrap();
         store
-            .put_classification(&ColumnClassification { column: "phone".into(), tag: "pii:phone".into(), ..c.clone() })
+            .put_classification(&ColumnClassification {
+                column: "phone".into(),
+                tag: "pii:phone".into(),
+                ..c.clone()
+            })
             .await
             .unwrap();
         // A person's decision replaces the detection.
@@ -269,9 +393,22 @@ async fn classifications_and_erasures_are_kept() {
             .unwrap();
         let got = store.classifications(Some("customers")).await.unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].column.as_str(), got[0].tag.as_str(), got[0].source.as_str()), ("email", "none", "manual"));
+        assert_eq!(
+            (
+                got[0].column.as_str(),
+                got[0].tag.as_str(),
+                got[0].source.as_str()
+            ),
+            ("email", "none", "manual")
+        );
         assert!((got[1].confidence - 0.97).abs() < 1e-9);
-        assert!(store.classifications(Some("other")).await.unwrap().is_empty());
+        assert!(
+            store
+                .classifications(Some("other"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(store.classifications(None).await.unwrap().len(), 2);
 
         let e = ErasureRecord {

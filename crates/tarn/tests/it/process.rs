@@ -209,7 +209,11 @@ async fn process_promotes_new_data_through_every_zone_exactly_once() {
             [
                 ("cleanse:ev", vec!["raw/ev"], "cleansed/ev"),
                 ("curate:ev", vec!["cleansed/ev", "raw/teams"], "curated/ev"),
-                ("consume:ev_daily", vec!["curated/ev"], "consumption/ev_daily"),
+                (
+                    "consume:ev_daily",
+                    vec!["curated/ev"],
+                    "consumption/ev_daily"
+                ),
             ],
             "{b}"
         );
