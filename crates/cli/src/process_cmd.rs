@@ -3,19 +3,16 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use tarn::{DataLake, ProcessOptions, ProcessingResult, StageStatus, Zone};
+use tarn::{ProcessOptions, ProcessingResult, StageStatus, Zone};
 
 use crate::args::{OptimizeArgs, PolicyCommand, ProcessArgs, QualityArgs, UntilArg};
+use crate::commands::open_lake;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-async fn open(config: Option<&Path>) -> Result<DataLake> {
-    Ok(crate::commands::open_lake(config).await?)
-}
-
 /// Runs `tarn process`; the exit status is non-zero if a stage failed.
 pub async fn process(config: Option<&Path>, args: ProcessArgs, o: &mut String) -> Result<ExitCode> {
-    let lake = open(config).await?;
+    let lake = open_lake(config).await?;
     let options = ProcessOptions {
         until: match args.until {
             UntilArg::Cleansed => Zone::Cleansed,
@@ -101,7 +98,7 @@ fn status(s: StageStatus) -> &'static str {
 
 /// Runs `tarn quality`.
 pub async fn quality(config: Option<&Path>, args: QualityArgs, o: &mut String) -> Result<ExitCode> {
-    let lake = open(config).await?;
+    let lake = open_lake(config).await?;
     let results = lake.quality_history(&args.dataset, args.runs).await?;
     if args.json {
         out!(o, "{}", serde_json::to_string_pretty(&results)?);
@@ -157,7 +154,7 @@ pub async fn optimize(
         )
     })?;
     let zone: Zone = zone.parse()?;
-    let lake = open(config).await?;
+    let lake = open_lake(config).await?;
     let report = lake.optimize(zone, dataset, &args.zorder).await?;
     if args.json {
         out!(o, "{}", serde_json::to_string_pretty(&report)?);
@@ -181,7 +178,7 @@ pub async fn optimize(
 /// Runs `tarn policy apply`.
 pub async fn policy(config: Option<&Path>, cmd: PolicyCommand, o: &mut String) -> Result<ExitCode> {
     let PolicyCommand::Apply { dry_run, json } = cmd;
-    let lake = open(config).await?;
+    let lake = open_lake(config).await?;
     let actions = lake.apply_policies(dry_run).await?;
     if json {
         out!(o, "{}", serde_json::to_string_pretty(&actions)?);

@@ -40,7 +40,7 @@ const FILES: [(&str, &str); 6] = [
 #[derive(Debug)]
 pub enum DemoStep {
     /// An ingest, with what it ingested.
-    Ingest(String, IngestionResult),
+    Ingest(String, Box<IngestionResult>),
     /// A `process` run.
     Process(ProcessingResult),
 }
@@ -80,7 +80,7 @@ pub async fn run(dir: &Path) -> Result<DemoOutcome> {
     let countries = lake.spec_for("countries");
     steps.push(DemoStep::Ingest(
         "data/countries.csv".into(),
-        lake.ingest_data("file", countries).await?,
+        Box::new(lake.ingest_data("file", countries).await?),
     ));
     for day in ["day1", "day2"] {
         let file = format!("data/{day}/user_events.csv");
@@ -88,7 +88,7 @@ pub async fn run(dir: &Path) -> Result<DemoOutcome> {
         spec.paths = vec![dir.join(&file).display().to_string()];
         steps.push(DemoStep::Ingest(
             file.clone(),
-            lake.ingest_data("file", spec).await?,
+            Box::new(lake.ingest_data("file", spec).await?),
         ));
         let processed = lake.process_data("user_events").await?;
         if let Some(e) = &processed.error {
