@@ -741,10 +741,30 @@ datasets: {}
 "#;
 
 /// The commented `compliance.yaml` that `tarn init` writes.
-pub const DEFAULT_COMPLIANCE_YAML: &str = r#"# compliance.yaml: the lake's compliance rules.
-# The governance engine checks these on every ingest and promotion.
-# Rule kinds (required metadata, PII masking, retention, restricted zones, SQL
-# assertions) are described in the README. No rules are active by default.
+pub const DEFAULT_COMPLIANCE_YAML: &str = r#"# compliance.yaml: the lake's compliance rules, reported by
+# `tarn compliance check`; a `blocking: true` rule that fails stops the
+# dataset's ingest (rules about raw) or promotion (the other zones).
+# No rules are active by default. Kinds:
+#
+#  - name: documented
+#    kind: required_metadata            # per zone: owner, description, classification
+#    zones: [cleansed, curated]
+#    fields: [owner, description]
+#  - name: pii-masked
+#    kind: pii_masked                   # masked/dropped by cleanse outside raw ...
+#    unless_role: pii_reader            # ... and redacted in queries without this role
+#    blocking: true
+#  - name: pii-retention
+#    kind: retention                    # cleansed/curated retention per classification
+#    classification: pii
+#    max_days: 1095
+#  - name: restricted-stays-raw
+#    kind: allowed_zones
+#    classification: restricted
+#    zones: [raw]
+#  - name: no-negative-amounts
+#    kind: sql                          # passes on no row, or 0 / false / null
+#    sql: SELECT count(*) FROM curated.orders WHERE amount < 0
 rules: []
 "#;
 

@@ -40,6 +40,21 @@ impl SqlMetadataStore {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    // Every query appends to the audit log: a write-ahead log
+                    // with NORMAL sync keeps that to one cheap append, still
+                    // durable across a crash of tarn.
+                    if !postgres {
+                        sqlx::Executor::execute(
+                            &mut *conn,
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .context(&format!("cannot connect to {}", redact(&url)))?;

@@ -235,6 +235,15 @@ impl QueryEngine {
         }
     }
 
+    /// Runs SQL for tarn's own purposes (sampling, compliance assertions):
+    /// planned and restricted as the principal, but neither cached nor
+    /// counted in the cache statistics, nor audited.
+    pub async fn collect_internal(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let plan = self.without_audit().plan_sql(sql).await?;
+        let df = datafusion::dataframe::DataFrame::new(self.ctx.state(), plan);
+        Ok(df.collect().await?)
+    }
+
     /// The name of the principal queries run as.
     pub fn principal(&self) -> &str {
         &self.principal.name
@@ -523,14 +532,21 @@ impl QueryEngine {
                 columns: hit.columns.clone(),
             });
         }
-        let state = self.ctx.state();
-        let optimized = state.optimize(&plan)?;
-        let columns = crate::access::columns_read(&optimized);
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&optimized, &state)
-            .await?;
-        let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+        let (stream, columns) = if let LogicalPlan::Statement(_) = plan {
+            // `SET` and friends change the session; DataFusion runs them.
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            (df.execute_stream().await?, Vec::new())
+        } else {
+            let state = self.ctx.state();
+            let optimized = state.optimize(&plan)?;
+            let columns = crate::access::columns_read(&optimized);
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&optimized, &state)
+                .await?;
+            let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+            (stream, columns)
+        };
         let schema = stream.schema();
         let (stream, cache): (SendableRecordBatchStream, _) = match key {
             Some(key) => (

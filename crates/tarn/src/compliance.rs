@@ -176,13 +176,7 @@ impl DataLake {
             "SELECT * FROM raw.\"{}\" LIMIT {SAMPLE_ROWS}",
             dataset.replace('"', "\"\"")
         );
-        let batches = self
-            .query
-            .without_audit()
-            .sql(&sql)
-            .await?
-            .collect()
-            .await?;
+        let batches = self.system_query.collect_internal(&sql).await?;
         let Some(schema) = batches.first().map(|b| b.schema()) else {
             return Ok(Vec::new());
         };
@@ -311,7 +305,9 @@ impl DataLake {
     }
 
     async fn first_value(&self, sql: &str) -> std::result::Result<Option<String>, String> {
-        let batches = async { self.query.without_audit().sql(sql).await?.collect().await }
+        let batches = self
+            .system_query
+            .collect_internal(sql)
             .await
             .map_err(|e| e.to_string())?;
         let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {

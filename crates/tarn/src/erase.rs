@@ -152,7 +152,7 @@ impl DataLake {
                         "SELECT * FROM raw.\"{}\" LIMIT 0",
                         name.replace('"', "\"\"")
                     );
-                    if let Ok(plan) = self.query.without_audit().plan_sql(&sql).await
+                    if let Ok(plan) = self.system_query.without_audit().plan_sql(&sql).await
                         && plan.schema().fields().iter().any(|f| f.name() == column)
                     {
                         out.push(name);

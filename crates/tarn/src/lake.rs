@@ -24,6 +24,9 @@ pub struct DataLake {
     pub(crate) config: TarnConfig,
     pub(crate) metadata: Arc<dyn MetadataStore>,
     pub(crate) query: QueryEngine,
+    /// The unrestricted engine, for tarn's own reads (PII sampling,
+    /// compliance assertions, schemas for lineage events).
+    pub(crate) system_query: QueryEngine,
     /// Who is acting: admin unless [`DataLake::as_principal`] or
     /// [`DataLake::authenticate`] says otherwise.
     pub(crate) principal: Arc<PrincipalPolicy>,
@@ -64,6 +67,7 @@ impl DataLake {
         let lake = Self {
             config,
             metadata,
+            system_query: query.clone(),
             query,
             principal: Arc::new(PrincipalPolicy::admin()),
         };

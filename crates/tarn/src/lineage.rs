@@ -159,7 +159,7 @@ impl DataLake {
             "SELECT * FROM {zone}.\"{}\" LIMIT 0",
             name.replace('"', "\"\"")
         );
-        match self.query.without_audit().plan_sql(&sql).await {
+        match self.system_query.without_audit().plan_sql(&sql).await {
             Ok(plan) => plan
                 .schema()
                 .fields()

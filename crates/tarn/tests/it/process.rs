@@ -192,8 +192,30 @@ async fn process_promotes_new_data_through_every_zone_exactly_once() {
         );
         assert_eq!(before, after, "{b}");
 
-        // Lineage: each stage's inputs and output, with versions.
+        // Lineage: each ingest's files and each stage's inputs and output,
+        // with versions.
         let facts = t.lake.metadata().lineage_facts().await.unwrap();
+        let ingests: Vec<(&str, &str)> = facts
+            .iter()
+            .filter(|f| f.job.starts_with("ingest:"))
+            .map(|f| (f.job.as_str(), f.outputs[0].table.as_str()))
+            .collect();
+        assert_eq!(
+            ingests,
+            [("ingest:teams", "raw/teams"), ("ingest:ev", "raw/ev")],
+            "{b}"
+        );
+        assert!(
+            facts
+                .iter()
+                .filter(|f| f.job == "ingest:ev")
+                .all(|f| f.inputs[0].table.ends_with("/incoming/day1.csv")),
+            "{b}"
+        );
+        let facts: Vec<_> = facts
+            .into_iter()
+            .filter(|f| !f.job.starts_with("ingest:"))
+            .collect();
         let jobs: Vec<(&str, Vec<&str>, &str)> = facts
             .iter()
             .map(|f| {
