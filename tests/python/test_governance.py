@@ -887,8 +887,17 @@ def test_compliance_check_example(tmp_path: Path):
     m = tp.model_for(DAY1)
     lake.write_yaml("compliance.yaml", {"rules": BASE_RULES})
 
-    # The example keeps cleansed rows forever: the retention rule fails there only.
+    # The example keeps cleansed rows 3650 days: every rule passes.
     p, results = compliance(lake)
+    assert p.returncode == 0 and all(r["passed"] for r in results), results
+    cfg = lake.config_data()
+    assert cfg["policies"]["cleansed"]["retention"]["days"] == 3650
+
+    # Seeded violation: without a cleansed retention the retention rule fails there only.
+    forever = json.loads(json.dumps(cfg))
+    del forever["policies"]["cleansed"]["retention"]
+    lake.write_yaml("tarn-forever.yaml", forever)
+    p, results = compliance(lake, "tarn-forever.yaml")
     assert p.returncode == 1
     ret = results_of(results, "pii-retention")
     assert ret[("user_events", "cleansed")]["passed"] is False, ret
@@ -896,12 +905,6 @@ def test_compliance_check_example(tmp_path: Path):
     assert ret[("user_events", "curated")]["passed"] is True, ret
     assert [r for r in results if not r["passed"]] == [ret[("user_events", "cleansed")]], results
 
-    # With a cleansed retention within 3650 days, every rule passes.
-    cfg = lake.config_data()
-    cfg["policies"]["cleansed"]["retention"] = {"column": "timestamp", "days": 3650}
-    lake.write_yaml("tarn.yaml", cfg)
-    p, results = compliance(lake)
-    assert p.returncode == 0 and all(r["passed"] for r in results), results
     doc = results_of(results, "documented")
     assert {("countries", "raw"), ("user_events", "raw"), ("user_events", "cleansed"),
             ("user_events", "curated")} <= set(doc), doc

@@ -33,6 +33,24 @@ pub enum GrantTarget {
     },
 }
 
+impl std::fmt::Display for GrantTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Zone(z) => write!(f, "zone {z}"),
+            Self::Table {
+                zone,
+                dataset,
+                columns,
+            } if columns.is_empty() => write!(f, "{zone}/{dataset}"),
+            Self::Table {
+                zone,
+                dataset,
+                columns,
+            } => write!(f, "{zone}/{dataset} ({})", columns.join(", ")),
+        }
+    }
+}
+
 /// Parses `zone/dataset` (or `zone.dataset`).
 pub fn parse_table(text: &str) -> Result<(Zone, String)> {
     let (zone, name) = text.split_once(['/', '.']).ok_or_else(|| {

@@ -190,8 +190,10 @@ impl DataLake {
             tags: ds.map(|d| d.tags.clone()).unwrap_or_default(),
             progress,
         };
+        // Stored times keep microseconds: allow for the truncation.
+        let began = chrono::Utc::now() - chrono::Duration::milliseconds(1);
         let outcome = tarn_ingest::ingest_files(&ctx, &spec).await;
-        self.emit_ingest_run(&spec.dataset).await;
+        self.emit_ingest_run(&spec.dataset, began).await;
         let result = match outcome {
             Ok(r) => r,
             Err(e) => {

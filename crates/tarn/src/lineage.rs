@@ -79,8 +79,9 @@ impl DataLake {
         emitter.is_enabled().then_some((emitter, namespace))
     }
 
-    /// Emits the events of the newest ingest run of `dataset`.
-    pub(crate) async fn emit_ingest_run(&self, dataset: &str) {
+    /// Emits the events of the newest ingest run of `dataset`, if it
+    /// started at or after `since` (an ingest refused before it began has no run).
+    pub(crate) async fn emit_ingest_run(&self, dataset: &str, since: DateTime<Utc>) {
         if self.emitter().is_none() {
             return;
         }
@@ -91,7 +92,7 @@ impl DataLake {
         let Some(run) = runs.into_iter().next() else {
             return;
         };
-        if run.status == RunStatus::Skipped {
+        if run.status == RunStatus::Skipped || run.started_at < since {
             return;
         }
         let fact = self.fact(&run.id).await;
