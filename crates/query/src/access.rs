@@ -8,7 +8,9 @@
 //! keys the rewritten plan. A column the principal may not read is planned as
 //! a marker; if the optimized plan still uses a marker, the query is refused
 //! with the column named. A table it may not read at all is refused when it is
-//! resolved. Nothing is filtered silently: a denial is an error.
+//! resolved. Nothing is filtered silently: a denial is an error. A security
+//! barrier above the row filter keeps the query's own predicates from ever
+//! running on rows the filter hides.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -125,7 +127,10 @@ impl AccessContext {
                 Ok(expr.alias(name))
             })
             .collect::<DfResult<Vec<_>>>()?;
-        let plan = plan.project(exprs)?.build()?;
+        // Predicates of the query stay above the filter (see `barrier`).
+        let plan = LogicalPlanBuilder::from(crate::barrier::barrier(plan.build()?))
+            .project(exprs)?
+            .build()?;
         Ok(Arc::new(ViewTable::new(plan, None)))
     }
 

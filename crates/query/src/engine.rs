@@ -209,7 +209,12 @@ impl QueryEngine {
             salt.to_string(),
             &self.ctx.state(),
         ));
-        let ctx = SessionContext::new_with_config(self.ctx.copied_config());
+        let state = SessionStateBuilder::new()
+            .with_config(self.ctx.copied_config())
+            .with_default_features()
+            .with_query_planner(Arc::new(crate::barrier::BarrierQueryPlanner))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
             CATALOG,
             Arc::new(TarnCatalog::new(

@@ -19,6 +19,7 @@
 //! - [`output`]: writing results as table, CSV, JSON lines, Parquet or Arrow IPC.
 
 pub mod access;
+mod barrier;
 pub mod cache;
 pub mod catalog;
 pub mod cost;

@@ -189,6 +189,26 @@ async fn masks_and_row_filters_hold_on_every_query_path() {
         (vec!["3".to_string()], vec!["1".to_string()])
     );
 
+    // A predicate that fails on some value never runs on hidden rows or
+    // real values, so its error cannot tell they exist.
+    let probe = rows(
+        &alice,
+        "SELECT id FROM raw.customers WHERE 1 / (id - 2) = 0",
+    )
+    .await;
+    assert_eq!(
+        column(&probe, "id"),
+        ["5"],
+        "id 2 is a us row: never evaluated"
+    );
+    let probe = rows(
+        &alice,
+        "SELECT id FROM raw.customers \
+         WHERE CASE WHEN email = 'bob@example.com' THEN 1 / (id - id) ELSE 1 END = 1 ORDER BY id",
+    )
+    .await;
+    assert_eq!(column(&probe, "id"), ["1", "3", "5"]);
+
     // Time travel reads the old version through the same policy.
     let v1 = rows(
         &alice,
