@@ -249,11 +249,6 @@ impl QueryEngine {
         Ok(df.collect().await?)
     }
 
-    /// The name of the principal queries run as.
-    pub fn principal(&self) -> &str {
-        &self.principal.name
-    }
-
     /// Makes versions older than an erasure unreadable: per table URL, the
     /// version the erasure committed.
     pub fn set_erasure_horizons(&self, horizons: HashMap<String, i64>) {

@@ -413,8 +413,7 @@ impl DataLake {
         grantee: &Grantee,
     ) -> Result<Vec<String>> {
         let table = Self::target_table(target);
-        self.authorize("grant", &format!("{target:?}"), table)
-            .await?;
+        self.authorize("grant", &target.to_string(), table).await?;
         self.check_grantee(grantee).await?;
         let mut granted = Vec::new();
         for g in self.grants_for(privilege, target, grantee)? {
@@ -442,8 +441,7 @@ impl DataLake {
         grantee: &Grantee,
     ) -> Result<Vec<String>> {
         let table = Self::target_table(target);
-        self.authorize("revoke", &format!("{target:?}"), table)
-            .await?;
+        self.authorize("revoke", &target.to_string(), table).await?;
         let mut revoked = Vec::new();
         for g in self.grants_for(privilege, target, grantee)? {
             if g.privilege == privilege && self.metadata.delete_grant(&g).await? {
