@@ -503,12 +503,32 @@ impl DataLake {
         Ok(removed)
     }
 
-    /// Adds a row filter, after checking that it plans against the table.
-    /// Returns its id.
+    /// Adds a row filter, after checking that it plans against the table
+    /// (when the table exists). Returns its id.
     pub async fn add_row_filter(&self, mut rule: RowFilterRule) -> Result<String> {
         let target = format!("{}/{}", rule.zone, rule.dataset);
         self.authorize("add row filters", &target, Some((rule.zone, &rule.dataset)))
             .await?;
+        // Plan it against the table now (with the principal functions
+        // standing in as text), rather than at the first restricted query.
+        let probe = rule
+            .predicate
+            .replace("current_principal()", "'admin'")
+            .replace("principal_attr(", "coalesce(");
+        let sql = format!(
+            "SELECT 1 FROM {}.\"{}\" WHERE ({probe})",
+            rule.zone,
+            rule.dataset.replace('"', "\"\"")
+        );
+        match self.system_query.without_audit().plan_sql(&sql).await {
+            Err(e) if !e.to_string().starts_with("no table") => {
+                return Err(Error::Invalid(format!(
+                    "row filter `{}` on {target}: {e}",
+                    rule.predicate
+                )));
+            }
+            _ => {}
+        }
         if rule.id.is_empty() {
             rule.id = format!("rf-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         }

@@ -320,6 +320,21 @@ async fn denials_are_errors_that_name_the_privilege() {
             .contains("attribute `region`")
     );
 
+    // A row filter that does not plan against its table is refused when added.
+    let bad = t
+        .lake
+        .add_row_filter(RowFilterRule {
+            id: String::new(),
+            zone: Zone::Raw,
+            dataset: "customers".into(),
+            predicate: "no_such_column = principal_attr('region')".into(),
+            role: None,
+            except_roles: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("row filter"), "{bad}");
+
     // Only admins manage access; every denial is audited.
     let err = erin
         .grant(Privilege::Select, &target, &Grantee::User("erin".into()))
