@@ -7,7 +7,9 @@
 //! would tell that such a row exists. The barrier passes rows through
 //! unchanged, but no predicate is pushed below it, in the logical plan or
 //! the physical one: the query's predicates only ever see rows the filter
-//! let through. (What PostgreSQL calls a `security_barrier` view.)
+//! let through (what PostgreSQL calls a `security_barrier` view), except
+//! predicates that cannot fail ([`SafePredicatePushdown`]), which still
+//! prune files and partitions.
 
 use std::fmt;
 use std::hash::Hash;
@@ -15,14 +17,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, Result};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
     Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
 };
+use datafusion::logical_expr::{Filter, Operator, Projection};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
@@ -177,5 +183,144 @@ impl ExecutionPlan for BarrierExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         self.input.execute(partition, context)
+    }
+}
+
+/// Moves the conjuncts of a query's filter that cannot fail, and read only
+/// unmasked columns, below the barrier, so they prune files and partitions
+/// with the row filter. Comparisons, `IN`, `BETWEEN`, `LIKE` with a literal
+/// pattern, null tests and boolean logic over columns and literals cannot
+/// raise an error whatever the row holds, so running them on hidden rows
+/// tells nothing; anything else (arithmetic, casts of columns, functions,
+/// masked columns) stays above.
+#[derive(Debug)]
+pub(crate) struct SafePredicatePushdown;
+
+impl OptimizerRule for SafePredicatePushdown {
+    fn name(&self) -> &str {
+        "tarn_safe_predicate_pushdown"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Filter(filter) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let (projection, below) = match filter.input.as_ref() {
+            LogicalPlan::Projection(p) => (Some(p), p.input.as_ref()),
+            other => (None, other),
+        };
+        let Some(guarded) = guarded_input(below) else {
+            return Ok(Transformed::no(plan));
+        };
+        let (mut safe, mut rest) = (Vec::new(), Vec::new());
+        for c in split_conjunction_owned(filter.predicate.clone()) {
+            match through_projection(&c, projection) {
+                Some(e) if is_safe(&e) => safe.push(e),
+                _ => rest.push(c),
+            }
+        }
+        let Some(safe) = conjunction(safe) else {
+            return Ok(Transformed::no(plan));
+        };
+        let inner = LogicalPlan::Filter(Filter::try_new(safe, Arc::new(guarded.clone()))?);
+        let mut input = barrier(inner);
+        if let Some(p) = projection {
+            input = LogicalPlan::Projection(Projection::try_new_with_schema(
+                p.expr.clone(),
+                Arc::new(input),
+                p.schema.clone(),
+            )?);
+        }
+        Ok(Transformed::yes(match conjunction(rest) {
+            Some(pred) => LogicalPlan::Filter(Filter::try_new(pred, Arc::new(input))?),
+            None => input,
+        }))
+    }
+}
+
+/// The plan a barrier guards, if `plan` is a barrier.
+fn guarded_input(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+    match plan {
+        LogicalPlan::Extension(e) => e.node.as_any().downcast_ref::<Barrier>().map(|b| &b.input),
+        _ => None,
+    }
+}
+
+/// `e` with each column replaced by what `projection` computes it from, if
+/// every one is a plain column (not a mask or a denied-column marker).
+fn through_projection(e: &Expr, projection: Option<&Projection>) -> Option<Expr> {
+    let Some(p) = projection else {
+        return Some(e.clone());
+    };
+    let mut ok = true;
+    let out = e
+        .clone()
+        .transform(|e| {
+            let Expr::Column(c) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            let source = p
+                .schema
+                .index_of_column(c)
+                .ok()
+                .map(|i| p.expr[i].clone().unalias());
+            match source {
+                Some(col @ Expr::Column(_)) => Ok(Transformed::yes(col)),
+                _ => {
+                    ok = false;
+                    Ok(Transformed::no(e))
+                }
+            }
+        })
+        .ok()?
+        .data;
+    ok.then_some(out)
+}
+
+/// Whether `e` cannot raise an error, whatever the row holds.
+fn is_safe(e: &Expr) -> bool {
+    match e {
+        Expr::Column(_) | Expr::Literal(..) => true,
+        Expr::Alias(a) => is_safe(&a.expr),
+        Expr::BinaryExpr(b) => {
+            matches!(
+                b.op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::And
+                    | Operator::Or
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ) && is_safe(&b.left)
+                && is_safe(&b.right)
+        }
+        Expr::Not(e)
+        | Expr::IsNull(e)
+        | Expr::IsNotNull(e)
+        | Expr::IsTrue(e)
+        | Expr::IsFalse(e)
+        | Expr::IsNotTrue(e)
+        | Expr::IsNotFalse(e)
+        | Expr::IsUnknown(e)
+        | Expr::IsNotUnknown(e) => is_safe(e),
+        Expr::InList(l) => is_safe(&l.expr) && l.list.iter().all(is_safe),
+        Expr::Between(b) => is_safe(&b.expr) && is_safe(&b.low) && is_safe(&b.high),
+        Expr::Like(l) => is_safe(&l.expr) && matches!(*l.pattern, Expr::Literal(..)),
+        // A cast of a constant fails for every row or none.
+        Expr::Cast(c) => matches!(*c.expr, Expr::Literal(..)),
+        Expr::TryCast(c) => is_safe(&c.expr),
+        _ => false,
     }
 }

@@ -213,6 +213,7 @@ impl QueryEngine {
             .with_config(self.ctx.copied_config())
             .with_default_features()
             .with_query_planner(Arc::new(crate::barrier::BarrierQueryPlanner))
+            .with_optimizer_rule(Arc::new(crate::barrier::SafePredicatePushdown))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(

@@ -209,6 +209,21 @@ async fn masks_and_row_filters_hold_on_every_query_path() {
     .await;
     assert_eq!(column(&probe, "id"), ["1", "3", "5"]);
 
+    // Predicates that cannot fail still go below the barrier (and prune);
+    // the rest stay above it.
+    let explain = rows(
+        &alice,
+        "EXPLAIN SELECT id FROM raw.customers WHERE id > 1 AND 1 / (id - 2) = 0",
+    )
+    .await;
+    let plan = column(&explain, "plan")[0].clone();
+    let (above, below) = plan.split_once("SecurityBarrier").expect("a barrier");
+    assert!(
+        above.contains("Int64(1) / ") && !below.contains("Int64(1) / "),
+        "{plan}"
+    );
+    assert!(below.contains("id > Int64(1)"), "{plan}");
+
     // Time travel reads the old version through the same policy.
     let v1 = rows(
         &alice,
