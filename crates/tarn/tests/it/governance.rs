@@ -224,6 +224,18 @@ async fn masks_and_row_filters_hold_on_every_query_path() {
     );
     assert!(below.contains("id > Int64(1)"), "{plan}");
 
+    // Nothing counts the hidden rows: EXPLAIN ANALYZE is for admins, and
+    // the explanation leaves out the table's statistics.
+    let msg = denied(&alice, "EXPLAIN ANALYZE SELECT id FROM raw.customers").await;
+    assert!(msg.contains("EXPLAIN ANALYZE"), "{msg}");
+    let plan = alice
+        .query_engine()
+        .plan_sql("SELECT id FROM raw.customers")
+        .await
+        .unwrap();
+    let explanation = alice.query_engine().explain(&plan).await.unwrap();
+    assert!(!explanation.to_string().contains("rows 5"), "{explanation}");
+
     // Time travel reads the old version through the same policy.
     let v1 = rows(
         &alice,
