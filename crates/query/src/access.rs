@@ -150,7 +150,14 @@ impl AccessContext {
                 CURRENT_PRINCIPAL => Ok(Transformed::yes(lit(policy.name.clone()))),
                 PRINCIPAL_ATTR => {
                     let key = match f.args.as_slice() {
-                        [Expr::Literal(ScalarValue::Utf8(Some(k)), _)] => k.clone(),
+                        [
+                            Expr::Literal(
+                                ScalarValue::Utf8(Some(k))
+                                | ScalarValue::Utf8View(Some(k))
+                                | ScalarValue::LargeUtf8(Some(k)),
+                                _,
+                            ),
+                        ] => k.clone(),
                         _ => {
                             return Err(DataFusionError::Plan(format!(
                                 "row filter `{predicate}`: principal_attr takes one text \
