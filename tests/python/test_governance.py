@@ -792,9 +792,13 @@ def test_openlineage_events(pipeline: Lake, tmp_path: Path):
     assert ("raw/countries", "country_name") in {(f["name"], f["field"])
                                                  for f in lineage["country_name"]["inputFields"]}, lineage["country_name"]
     assert (CLEANSED, "event_type") in {(f["name"], f["field"]) for f in lineage["is_purchase"]["inputFields"]}
-    stats = out[0].get("outputFacets", {}).get("outputStatistics")
-    if stats is not None:
-        assert stats["rowCount"] == tp.model_for(DAY1).runs[0].curate_out, stats
+    stats = out[0]["outputFacets"]["outputStatistics"]
+    assert stats["rowCount"] == tp.model_for(DAY1).runs[0].curate_out, stats
+    # The rows each stage read from its upstream (dataQualityMetrics).
+    metrics = cleanse["inputs"][0]["inputFacets"]["dataQualityMetrics"]
+    assert metrics["rowCount"] == tp.model_for(DAY1).runs[0].cleanse_in, metrics
+    upstream = [i for i in curate["inputs"] if i["name"] == CLEANSED][0]
+    assert upstream["inputFacets"]["dataQualityMetrics"]["rowCount"] == tp.model_for(DAY1).runs[0].curate_in
 
     consume = completes(by_job, f"consume:{MART_NAME}")[0]
     assert [i["name"] for i in consume["inputs"]] == [CURATED] and [o["name"] for o in consume["outputs"]] == [MART]

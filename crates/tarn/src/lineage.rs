@@ -26,6 +26,8 @@ struct FinishedRun {
     started: DateTime<Utc>,
     ended: DateTime<Utc>,
     inputs: Vec<String>,
+    /// Rows read from the inputs, when the run counted them in one number.
+    rows_in: Option<i64>,
     outputs: Vec<(String, Option<i64>)>,
     error: Option<String>,
     dataset: String,
@@ -108,6 +110,7 @@ impl DataLake {
                     .map(|s| s.split(',').map(str::to_string).collect())
                     .unwrap_or_default(),
             },
+            rows_in: None,
             outputs: vec![(format!("raw/{dataset}"), run.delta_version)],
             error: run.error.clone(),
             dataset: dataset.to_string(),
@@ -133,6 +136,8 @@ impl DataLake {
                 started: ended - chrono::Duration::milliseconds(s.duration_ms as i64),
                 ended,
                 inputs: s.input_versions.keys().cloned().collect(),
+                // Cleanse and curate read one upstream table (lookups aside).
+                rows_in: (s.stage != "consume").then_some(s.rows_in as i64),
                 outputs: vec![(s.table.clone(), s.version)],
                 error: s.error.clone(),
                 dataset: dataset.to_string(),
@@ -189,9 +194,20 @@ impl DataLake {
             })
             .collect();
         let mut inputs = Vec::new();
+        let upstream = run.job.split_once(':').map(|(stage, d)| {
+            let zone = if stage == "cleanse" {
+                "raw"
+            } else {
+                "cleansed"
+            };
+            format!("{zone}/{d}")
+        });
         for name in &run.inputs {
             inputs.push(EventDataset {
                 fields: self.fields_of(name).await,
+                row_count: run
+                    .rows_in
+                    .filter(|_| upstream.as_deref() == Some(name.as_str())),
                 name: name.clone(),
                 ..Default::default()
             });
