@@ -412,24 +412,7 @@ impl DataLake {
         target: &GrantTarget,
         grantee: &Grantee,
     ) -> Result<Vec<String>> {
-        let table = Self::target_table(target);
-        self.authorize("grant", &target.to_string(), table).await?;
-        self.check_grantee(grantee).await?;
-        let mut granted = Vec::new();
-        for g in self.grants_for(privilege, target, grantee)? {
-            if self.metadata.put_grant(&g).await? {
-                granted.push(format!("{} {}", g.privilege, g.securable));
-            }
-        }
-        self.audit_action(
-            "grant",
-            grantee.to_string(),
-            true,
-            None,
-            serde_json::json!({ "privilege": privilege, "granted": granted }),
-        )
-        .await;
-        Ok(granted)
+        self.change_grants(privilege, target, grantee, true).await
     }
 
     /// Revokes `privilege` on `target` from `grantee` (USAGE on the zone
@@ -440,23 +423,48 @@ impl DataLake {
         target: &GrantTarget,
         grantee: &Grantee,
     ) -> Result<Vec<String>> {
-        let table = Self::target_table(target);
-        self.authorize("revoke", &target.to_string(), table).await?;
-        let mut revoked = Vec::new();
+        self.change_grants(privilege, target, grantee, false).await
+    }
+
+    /// Stores (`give`) or removes the grants `privilege` on `target` means,
+    /// and audits what changed. A revoke removes only `privilege` itself.
+    async fn change_grants(
+        &self,
+        privilege: Privilege,
+        target: &GrantTarget,
+        grantee: &Grantee,
+        give: bool,
+    ) -> Result<Vec<String>> {
+        let (action, changed_key) = if give {
+            ("grant", "granted")
+        } else {
+            ("revoke", "revoked")
+        };
+        self.authorize(action, &target.to_string(), Self::target_table(target))
+            .await?;
+        if give {
+            self.check_grantee(grantee).await?;
+        }
+        let mut changed = Vec::new();
         for g in self.grants_for(privilege, target, grantee)? {
-            if g.privilege == privilege && self.metadata.delete_grant(&g).await? {
-                revoked.push(format!("{} {}", g.privilege, g.securable));
+            let done = if give {
+                self.metadata.put_grant(&g).await?
+            } else {
+                g.privilege == privilege && self.metadata.delete_grant(&g).await?
+            };
+            if done {
+                changed.push(format!("{} {}", g.privilege, g.securable));
             }
         }
         self.audit_action(
-            "revoke",
+            action,
             grantee.to_string(),
             true,
             None,
-            serde_json::json!({ "privilege": privilege, "revoked": revoked }),
+            serde_json::json!({ "privilege": privilege, changed_key: changed }),
         )
         .await;
-        Ok(revoked)
+        Ok(changed)
     }
 
     /// Masks `column` of `zone/dataset` with `mask` for everyone (or the

@@ -82,50 +82,49 @@ impl DataLake {
         Ok(out)
     }
 
-    /// A dataset's column classifications with their sources.
+    /// A dataset's column classifications with their sources, in the order
+    /// of precedence of [`effective_classifications`](Self::effective_classifications):
+    /// detections, then tarn.yaml, then a person's decisions.
     pub async fn classifications(&self, dataset: &str) -> Result<Vec<ClassifiedColumn>> {
+        let stored = self.metadata.classifications(Some(dataset)).await?;
+        let (manual, auto): (Vec<_>, Vec<_>) =
+            stored.into_iter().partition(|c| c.source == "manual");
+        let declared = self
+            .config
+            .datasets
+            .get(dataset)
+            .map(|ds| ds.classifications.clone())
+            .unwrap_or_default();
         let mut out: BTreeMap<String, ClassifiedColumn> = BTreeMap::new();
-        for c in self.metadata.classifications(Some(dataset)).await? {
-            if c.source == "auto" {
-                out.insert(
-                    c.column.clone(),
-                    ClassifiedColumn {
-                        column: c.column,
-                        tag: Some(c.tag),
-                        source: "auto".into(),
-                        confidence: c.confidence,
-                        evidence: c.evidence,
-                    },
-                );
-            }
+        for c in auto {
+            let entry = ClassifiedColumn {
+                tag: Some(c.tag),
+                source: c.source,
+                confidence: c.confidence,
+                evidence: c.evidence,
+                column: c.column,
+            };
+            out.insert(entry.column.clone(), entry);
         }
-        if let Some(ds) = self.config.datasets.get(dataset) {
-            for (column, tag) in &ds.classifications {
-                out.insert(
-                    column.clone(),
-                    ClassifiedColumn {
-                        column: column.clone(),
-                        tag: Some(tag.clone()),
-                        source: "tarn.yaml".into(),
-                        confidence: 1.0,
-                        evidence: "declared in tarn.yaml".into(),
-                    },
-                );
-            }
+        for (column, tag) in declared {
+            let entry = ClassifiedColumn {
+                column: column.clone(),
+                tag: Some(tag),
+                source: "tarn.yaml".into(),
+                confidence: 1.0,
+                evidence: "declared in tarn.yaml".into(),
+            };
+            out.insert(column, entry);
         }
-        for c in self.metadata.classifications(Some(dataset)).await? {
-            if c.source == "manual" {
-                out.insert(
-                    c.column.clone(),
-                    ClassifiedColumn {
-                        column: c.column,
-                        tag: Some(c.tag.clone()).filter(|t| t != "none"),
-                        source: "manual".into(),
-                        confidence: 1.0,
-                        evidence: c.evidence,
-                    },
-                );
-            }
+        for c in manual {
+            let entry = ClassifiedColumn {
+                tag: Some(c.tag).filter(|t| t != "none"),
+                source: c.source,
+                confidence: 1.0,
+                evidence: c.evidence,
+                column: c.column,
+            };
+            out.insert(entry.column.clone(), entry);
         }
         Ok(out.into_values().collect())
     }

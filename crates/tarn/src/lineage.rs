@@ -97,7 +97,7 @@ impl DataLake {
         if run.status == RunStatus::Skipped || run.started_at < since {
             return;
         }
-        let fact = self.fact(&run.id).await;
+        let fact = self.facts().await.into_iter().find(|f| f.run_id == run.id);
         let finished = FinishedRun {
             job: format!("ingest:{dataset}"),
             started: run.started_at,
@@ -124,6 +124,7 @@ impl DataLake {
         if self.emitter().is_none() {
             return;
         }
+        let facts = self.facts().await;
         for s in stages.iter().filter(|s| s.status != StageStatus::Skipped) {
             let ended = Utc::now();
             let finished = FinishedRun {
@@ -142,18 +143,18 @@ impl DataLake {
                 error: s.error.clone(),
                 dataset: dataset.to_string(),
             };
-            let fact = self.fact(&s.run_id).await;
+            let fact = facts.iter().find(|f| f.run_id == s.run_id).cloned();
             self.emit(finished, fact, Some(s.rows_out as i64)).await;
         }
     }
 
-    async fn fact(&self, run_id: &str) -> Option<LineageFact> {
-        self.metadata
-            .lineage_facts()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|f| f.run_id == run_id)
+    /// Every lineage fact; none if the store cannot be read (events are
+    /// best effort).
+    async fn facts(&self) -> Vec<LineageFact> {
+        self.metadata.lineage_facts().await.unwrap_or_else(|e| {
+            tracing::warn!("openlineage: {e}");
+            Vec::new()
+        })
     }
 
     /// The columns of a zone table as (name, type), for the schema facet.
