@@ -36,7 +36,7 @@ pub struct TarnConfig {
     /// Query engine: result cache bounds.
     #[serde(default)]
     pub query: QueryConfig,
-    /// Named connections (file locations today; brokers, APIs and databases later).
+    /// Named connections: file locations, Kafka brokers, REST APIs, databases.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
     /// Per-zone policies (retention, vacuum, schema evolution, masking).
@@ -163,12 +163,121 @@ impl Default for QueryConfig {
     }
 }
 
-/// A named source under `sources:`.
+/// A named source under `sources:` (or inline under a dataset's `source:`),
+/// told apart by `type:`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     /// Files on a local path or object store.
     File(FileSourceConfig),
+    /// Kafka topics read through a consumer group.
+    Kafka(KafkaSourceConfig),
+    /// A JSON HTTP API, page by page.
+    Rest(RestSourceConfig),
+    /// A table or query of PostgreSQL, MySQL/MariaDB or SQLite.
+    Database(DatabaseSourceConfig),
+}
+
+impl SourceConfig {
+    /// The connector kind: `file`, `kafka`, `rest` or `database`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::File(_) => "file",
+            SourceConfig::Kafka(_) => "kafka",
+            SourceConfig::Rest(_) => "rest",
+            SourceConfig::Database(_) => "database",
+        }
+    }
+}
+
+/// Kafka: brokers, topics, consumer group, message format and batching.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Topics that feed the dataset; the dataset's name when empty.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Consumer group id (default `tarn-<dataset>`).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// `json` (default), `avro` (binary datums of the dataset schema) or
+    /// `confluent-avro` (magic byte and schema id, resolved through `schema_registry`).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Schema-registry base URL, for `confluent-avro`.
+    #[serde(default)]
+    pub schema_registry: Option<String>,
+    /// Messages per Delta commit (default 100000).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Longest a message waits before its batch is committed, in milliseconds (default 5000).
+    #[serde(default)]
+    pub max_latency_ms: Option<u64>,
+    /// Extra librdkafka consumer properties (for example `security.protocol`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+
+/// A REST API: where the records are, how to page, authenticate and resume.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestSourceConfig {
+    /// The first page's URL.
+    pub url: String,
+    /// Dotted path to the records array in each response (`data`, `result.items`);
+    /// the response itself when absent.
+    #[serde(default)]
+    pub records_path: Option<String>,
+    /// `none`, `page[:PARAM]`, `offset[:PARAM[:LIMIT_PARAM]]`, `cursor:FIELD[:PARAM]` or `link`.
+    #[serde(default)]
+    pub paginate: Option<String>,
+    /// Records per page requested with page or offset pagination.
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    /// `bearer:env:VAR`, `basic:env:USER_VAR:env:PASSWORD_VAR` or `header:NAME:env:VAR`.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Record field (integer or timestamp) that orders changes; the highest value
+    /// seen is committed, and the next run takes only records above it.
+    #[serde(default)]
+    pub cursor_field: Option<String>,
+    /// Query parameter that sends the committed cursor value to the API.
+    #[serde(default)]
+    pub cursor_param: Option<String>,
+    /// Most requests per second (default: unlimited).
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Retries of a request that got 429, 5xx or a network error (default 5).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A database table or query, read in full or above a watermark.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSourceConfig {
+    /// `postgresql://…`, `mysql://…` (MariaDB too) or `sqlite://path`.
+    pub url: String,
+    /// Table to read (`schema.table` allowed); or give `query`.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// A SELECT to read instead of a table.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Column (integer or timestamp) that grows with every insert and update;
+    /// its highest value is committed and the next run reads only rows above it.
+    #[serde(default)]
+    pub watermark: Option<String>,
 }
 
 /// Where files come from and how to read them.
@@ -294,12 +403,15 @@ pub struct DatasetConfig {
     pub policies: ZonePolicies,
 }
 
-/// A dataset's source: a reference to `sources:` or an inline file source.
+/// A dataset's source: a reference to `sources:`, an inline source with a
+/// `type:`, or an inline file source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DatasetSource {
     /// Name of an entry in `sources:`.
     Named(String),
+    /// Inline source of any kind.
+    Typed(SourceConfig),
     /// Inline file source.
     File(FileSourceConfig),
 }
@@ -579,10 +691,22 @@ impl TarnConfig {
     /// The file source of a dataset, following a named reference into `sources:`.
     pub fn dataset_file_source(&self, dataset: &str) -> Option<&FileSourceConfig> {
         match self.datasets.get(dataset)?.source.as_ref()? {
-            DatasetSource::File(f) => Some(f),
+            DatasetSource::File(f) | DatasetSource::Typed(SourceConfig::File(f)) => Some(f),
             DatasetSource::Named(n) => match self.sources.get(n)? {
                 SourceConfig::File(f) => Some(f),
+                _ => None,
             },
+            DatasetSource::Typed(_) => None,
+        }
+    }
+
+    /// A dataset's source of any kind, following a named reference into `sources:`.
+    pub fn dataset_source(&self, dataset: &str) -> Option<std::borrow::Cow<'_, SourceConfig>> {
+        use std::borrow::Cow;
+        match self.datasets.get(dataset)?.source.as_ref()? {
+            DatasetSource::File(f) => Some(Cow::Owned(SourceConfig::File(f.clone()))),
+            DatasetSource::Typed(s) => Some(Cow::Borrowed(s)),
+            DatasetSource::Named(n) => self.sources.get(n).map(Cow::Borrowed),
         }
     }
 

@@ -3,7 +3,7 @@
 //! raw table and rejects into the quarantine table, then commit both with the
 //! files' identities. Any error before the commits leaves both tables untouched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,8 +26,8 @@ use tarn_governance::{
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::quarantine::{quarantine_batch, quarantine_schema};
-use crate::raw_zone::{TableWriter, committed_version, file_app_id, load_table, open_or_create};
+use crate::landing::Landing;
+use crate::raw_zone::{committed_version, file_app_id, load_table};
 use crate::reader::{Chunk, Payloads, Sink, avro, csv, json as json_reader};
 use crate::result::{IngestionMetadata, IngestionResult, IngestionStatus};
 use crate::source::{InputFile, resolve_inputs};
@@ -77,11 +77,35 @@ struct Planned {
 /// catalog, failed or not.
 pub async fn ingest_files(ctx: &IngestContext, spec: &DataSpec) -> Result<IngestionResult> {
     spec.check()?;
+    if spec.paths.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no input given for dataset `{}` (pass --path or set datasets.{}.source)",
+            spec.dataset, spec.dataset
+        )));
+    }
+    let source = format!("file:{}", spec.paths.join(","));
+    recorded(ctx, &spec.dataset, source, |run_id| ingest(ctx, spec, run_id)).await
+}
+
+/// Runs `work` as an ingestion run of `dataset` from `source`, recorded in the
+/// catalog (started, then finished or failed) with its lineage: the inputs
+/// listed in the result's `files` feed `raw/<dataset>`.
+pub(crate) async fn recorded<F, Fut>(
+    ctx: &IngestContext,
+    dataset: &str,
+    source: String,
+    work: F,
+) -> Result<IngestionResult>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<IngestionResult>>,
+{
     let started = Instant::now();
+    let id = uuid::Uuid::now_v7().to_string();
     let mut run = IngestionRun {
-        id: uuid::Uuid::now_v7().to_string(),
-        dataset: spec.dataset.clone(),
-        source: format!("file:{}", spec.paths.join(",")),
+        id: id.clone(),
+        dataset: dataset.to_string(),
+        source,
         status: RunStatus::Running,
         started_at: Utc::now(),
         ended_at: None,
@@ -93,7 +117,7 @@ pub async fn ingest_files(ctx: &IngestContext, spec: &DataSpec) -> Result<Ingest
         error: None,
     };
     ctx.metadata.start_run(&run).await?;
-    let outcome = ingest(ctx, spec, &run.id).await;
+    let outcome = work(id).await;
     if let Some(p) = &ctx.progress {
         p.finish();
     }
@@ -117,7 +141,7 @@ pub async fn ingest_files(ctx: &IngestContext, spec: &DataSpec) -> Result<Ingest
                 ctx.metadata
                     .record_lineage(&LineageFact {
                         run_id: run.id.clone(),
-                        job: format!("ingest:{}", spec.dataset),
+                        job: format!("ingest:{dataset}"),
                         inputs: m
                             .files
                             .iter()
@@ -127,7 +151,7 @@ pub async fn ingest_files(ctx: &IngestContext, spec: &DataSpec) -> Result<Ingest
                             })
                             .collect(),
                         outputs: vec![LineageTable {
-                            table: format!("raw/{}", spec.dataset),
+                            table: format!("raw/{dataset}"),
                             version: m.delta_version,
                         }],
                         columns: Vec::new(),
@@ -146,7 +170,8 @@ pub async fn ingest_files(ctx: &IngestContext, spec: &DataSpec) -> Result<Ingest
     }
 }
 
-async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<IngestionResult> {
+async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: String) -> Result<IngestionResult> {
+    let run_id = run_id.as_str();
     let options = &ctx.roots.options;
     let raw_url = ctx.roots.table_url(Zone::Raw, &spec.dataset);
     let q_url = ctx.roots.quarantine_url(&spec.dataset);
@@ -209,44 +234,15 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
     let (schema, schema_version) = dataset_schema(ctx, spec, &planned[0]).await?;
     meta.schema_version = schema_version;
 
-    let partition_cols: Vec<String> = spec
-        .partition_key
-        .iter()
-        .map(|_| crate::columns::PARTITION_DATE.to_string())
-        .collect();
-    let table_schema = DataValidator::table_schema(&schema, spec.partition_key.is_some());
-    let table = match existing_raw {
-        Some(t) => t,
-        None => {
-            open_or_create(
-                &raw_url,
-                options,
-                &table_schema,
-                &partition_cols,
-                &spec.dataset,
-            )
-            .await?
-        }
-    };
-    check_partitioning(&table, &partition_cols, &raw_url)?;
-    let uuids: Vec<String> = schema
-        .fields
-        .iter()
-        .filter(|f| f.field_type == tarn_common::FieldType::Uuid)
-        .map(|f| f.name.clone())
-        .collect();
-    let mut raw = TableWriter::new(table, &uuids)?;
-    if spec.schema_evolution == tarn_common::config::SchemaEvolution::Additive {
-        if !partition_cols.is_empty() {
-            return Err(Error::Invalid(
-                "additive schema evolution is not supported on partitioned tables yet".into(),
-            ));
-        }
-        raw.allow_new_columns();
-    }
-    let mut quarantine: Option<TableWriter> =
-        existing_q.map(|t| TableWriter::new(t, &[])).transpose()?;
-
+    let mut landing = Landing::open(
+        ctx,
+        &spec.dataset,
+        &schema,
+        spec.partition_key.as_deref(),
+        spec.schema_evolution,
+        run_id,
+    )
+    .await?;
     let now = Utc::now().timestamp_micros();
     let mut validator = Some(DataValidator::new(
         schema,
@@ -259,25 +255,15 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
     if let Some(p) = &ctx.progress {
         p.start(planned.iter().map(|p| p.file.size).sum());
     }
-    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut result = Ok(());
     for plan in &planned {
         let mut v = validator.take().expect("returned by the previous file");
         v.set_source(&plan.file.display());
-        let outcome = ingest_one(
-            ctx,
-            plan,
-            &spec.csv,
-            v,
-            &mut raw,
-            &mut quarantine,
-            &q_url,
-            &mut meta,
-            &mut reasons,
-        )
-        .await;
-        match outcome {
-            Ok(v) => validator = Some(v),
+        match ingest_one(ctx, plan, &spec.csv, v, &mut landing).await {
+            Ok(v) => {
+                meta.bytes_read += plan.file.size;
+                validator = Some(v);
+            }
             Err(e) => {
                 result = Err(e);
                 break;
@@ -285,10 +271,7 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
         }
     }
     if let Err(e) = result {
-        raw.abort();
-        if let Some(q) = quarantine {
-            q.abort();
-        }
+        landing.abort();
         return Err(e);
     }
 
@@ -298,16 +281,18 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
             .map(|p| Transaction::new(&p.app_id, versions(p).map_or(0, |v| v + 1)))
             .collect()
     };
-    let info = commit_info(run_id, &planned);
-    if let Some(q) = quarantine
-        && q.rows > 0
-    {
-        let version = q
-            .commit(txns(&|p| p.quarantine_version), info.clone())
-            .await?;
-        meta.quarantine_version = Some(version);
-    }
-    meta.delta_version = Some(raw.commit(txns(&|p| p.raw_version), info).await?);
+    let (q_version, raw_version) = landing
+        .commit(
+            txns(&|p| p.raw_version),
+            txns(&|p| p.quarantine_version),
+            commit_info(run_id, &planned),
+        )
+        .await?;
+    meta.quarantine_version = q_version;
+    meta.delta_version = Some(raw_version);
+    meta.rows_read = landing.counts.read;
+    meta.rows_written = landing.counts.written;
+    meta.rows_quarantined = landing.counts.quarantined;
     meta.files_ingested = planned.len();
     meta.files = planned.iter().map(|p| p.file.url.to_string()).collect();
 
@@ -321,37 +306,21 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: &str) -> Result<In
     }
     register_dataset(ctx, &spec.dataset, &raw_url).await?;
 
-    let status = if meta.rows_quarantined > 0 {
-        IngestionStatus::Partial
-    } else {
-        IngestionStatus::Success
-    };
-    let mut errors: Vec<(String, u64)> = reasons.into_iter().collect();
-    errors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(IngestionResult {
-        status,
+        status: IngestionStatus::of(&meta),
         location: raw_url.to_string(),
+        errors: landing.errors(),
         metadata: meta,
-        errors: errors
-            .into_iter()
-            .take(20)
-            .map(|(r, n)| format!("{n} × {r}"))
-            .collect(),
     })
 }
 
 /// Reads, validates and writes one file; returns the validator for the next.
-#[allow(clippy::too_many_arguments)]
 async fn ingest_one(
     ctx: &IngestContext,
     plan: &Planned,
     csv_opts: &CsvOptions,
     mut validator: DataValidator,
-    raw: &mut TableWriter,
-    quarantine: &mut Option<TableWriter>,
-    q_url: &url::Url,
-    meta: &mut IngestionMetadata,
-    reasons: &mut BTreeMap<String, u64>,
+    landing: &mut Landing,
 ) -> Result<DataValidator> {
     let display = plan.file.display();
     let (tx, mut rx) = mpsc::channel::<Validated>(4);
@@ -398,51 +367,13 @@ async fn ingest_one(
         Ok::<_, Error>(validator)
     });
 
-    let skip_quarantine = plan.quarantine_version.is_some() && plan.raw_version.is_none();
+    // A run that died between its two commits quarantined this file already.
+    let quarantine = plan.quarantine_version.is_none() || plan.raw_version.is_some();
     let mut write_result = Ok(());
     while let Some(v) = rx.recv().await {
-        meta.rows_read += v.rows_read as u64;
-        meta.rows_quarantined += v.rejects.len() as u64;
-        for r in &v.rejects {
-            let key = match &r.field {
-                Some(f) => format!("{f}: {}", r.reason),
-                None => r.reason.clone(),
-            };
-            *reasons.entry(key).or_default() += 1;
-        }
-        if let Some(batch) = v.valid {
-            meta.rows_written += batch.num_rows() as u64;
-            if let Err(e) = raw.write(batch).await {
-                write_result = Err(e);
-                break;
-            }
-        }
-        if !v.rejects.is_empty() && !skip_quarantine {
-            let q = match quarantine {
-                Some(q) => q,
-                None => {
-                    let table = open_or_create(
-                        q_url,
-                        &ctx.roots.options,
-                        &quarantine_schema(),
-                        &[],
-                        &format!("_quarantine_{}", meta.dataset),
-                    )
-                    .await?;
-                    quarantine.insert(TableWriter::new(table, &[])?)
-                }
-            };
-            let batch = quarantine_batch(
-                &v.rejects,
-                &meta.run_id,
-                &meta.dataset,
-                &display,
-                Utc::now().timestamp_micros(),
-            )?;
-            if let Err(e) = q.write(batch).await {
-                write_result = Err(e);
-                break;
-            }
+        if let Err(e) = landing.land(v, &display, quarantine).await {
+            write_result = Err(e);
+            break;
         }
     }
     drop(rx);
@@ -454,7 +385,6 @@ async fn ingest_one(
     write_result?;
     let validator = validated?;
     read?;
-    meta.bytes_read += plan.file.size;
     Ok(validator)
 }
 
@@ -606,26 +536,6 @@ async fn read_text(location: &str, options: &HashMap<String, String>) -> Result<
         .await
         .map_err(|e| Error::input(location, e))?;
     String::from_utf8(bytes.to_vec()).map_err(|_| Error::input(location, "not UTF-8 text"))
-}
-
-fn check_partitioning(
-    table: &deltalake::DeltaTable,
-    wanted: &[String],
-    url: &url::Url,
-) -> Result<()> {
-    let actual: Vec<String> = table
-        .snapshot()
-        .map_err(|e| Error::delta(url, e))?
-        .metadata()
-        .partition_columns()
-        .to_vec();
-    if actual != wanted {
-        return Err(Error::Invalid(format!(
-            "table {url} is partitioned by {actual:?}, but this ingest asks for {wanted:?}; \
-             keep --partition-key as on the first ingest"
-        )));
-    }
-    Ok(())
 }
 
 fn commit_info(run_id: &str, planned: &[Planned]) -> serde_json::Map<String, serde_json::Value> {

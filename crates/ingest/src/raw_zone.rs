@@ -126,10 +126,19 @@ fn writer_properties(unique_columns: &[String]) -> WriterProperties {
     b.build()
 }
 
+fn batch_writer(table: &DeltaTable, unique_columns: &[String]) -> Result<RecordBatchWriter> {
+    Ok(RecordBatchWriter::for_table(table)
+        .map_err(|e| Error::delta(table.table_url(), e))?
+        .with_target_file_size(TARGET_FILE_SIZE)
+        .with_writer_properties(writer_properties(unique_columns)))
+}
+
 /// Streams batches into one table and commits them atomically with `txn` actions.
 pub(crate) struct TableWriter {
     pub(crate) table: DeltaTable,
     writer: RecordBatchWriter,
+    unique_columns: Vec<String>,
+    /// Rows written since the last commit.
     pub(crate) rows: u64,
     merge_schema: bool,
 }
@@ -137,13 +146,11 @@ pub(crate) struct TableWriter {
 impl TableWriter {
     /// A writer for `table`; `unique_columns` (such as uuids) get no dictionary.
     pub(crate) fn new(table: DeltaTable, unique_columns: &[String]) -> Result<Self> {
-        let writer = RecordBatchWriter::for_table(&table)
-            .map_err(|e| Error::delta(table.table_url(), e))?
-            .with_target_file_size(TARGET_FILE_SIZE)
-            .with_writer_properties(writer_properties(unique_columns));
+        let writer = batch_writer(&table, unique_columns)?;
         Ok(Self {
             table,
             writer,
+            unique_columns: unique_columns.to_vec(),
             rows: 0,
             merge_schema: false,
         })
@@ -172,8 +179,9 @@ impl TableWriter {
     /// ingests racing to create the table), the staged files are committed again
     /// on the new version, once it is clear that the schema is the same and that
     /// none of the sources landed meanwhile.
+    /// The writer can be used again after a commit.
     pub(crate) async fn commit(
-        mut self,
+        &mut self,
         txns: Vec<Transaction>,
         info: serde_json::Map<String, serde_json::Value>,
     ) -> Result<i64> {
@@ -181,13 +189,19 @@ impl TableWriter {
         let props = CommitProperties::default()
             .with_application_transactions(txns.clone())
             .with_metadata(info);
-        let mut writer = self.writer.with_commit_properties(props);
+        let fresh = batch_writer(&self.table, &self.unique_columns)?;
+        let mut writer = std::mem::replace(&mut self.writer, fresh).with_commit_properties(props);
         let mut attempts = 0;
         loop {
             attempts += 1;
             let schema_before = table_schema(&self.table, &url)?;
             match writer.flush_and_commit(&mut self.table).await {
-                Ok(version) => return Ok(version as i64),
+                Ok(version) => {
+                    // The next batch starts from the committed schema.
+                    self.writer = batch_writer(&self.table, &self.unique_columns)?;
+                    self.rows = 0;
+                    return Ok(version as i64);
+                }
                 Err(DeltaTableError::Transaction {
                     source: TransactionError::CommitConflict(CommitConflictError::MetadataChanged),
                 }) if attempts < 3 => {
@@ -210,9 +224,21 @@ impl TableWriter {
         }
     }
 
-    /// Discards everything written (uploads in flight are aborted; finished
-    /// files stay unreferenced until a vacuum).
-    pub(crate) fn abort(mut self) {
+    /// Discards everything written since the last commit (uploads in flight
+    /// are aborted; finished files stay unreferenced until a vacuum).
+    pub(crate) fn abort(&mut self) {
         self.writer.reset();
+        self.rows = 0;
+    }
+
+    /// Drops anything staged and loads the table's latest version.
+    pub(crate) async fn reload(&mut self) -> Result<()> {
+        self.abort();
+        self.table
+            .update_incremental(None)
+            .await
+            .map_err(|e| Error::delta(self.table.table_url(), e))?;
+        self.writer = batch_writer(&self.table, &self.unique_columns)?;
+        Ok(())
     }
 }

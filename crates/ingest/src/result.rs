@@ -14,6 +14,17 @@ pub enum IngestionStatus {
     Skipped,
 }
 
+impl IngestionStatus {
+    /// The status of a run that committed with these counts.
+    pub fn of(meta: &IngestionMetadata) -> Self {
+        if meta.rows_quarantined > 0 {
+            IngestionStatus::Partial
+        } else {
+            IngestionStatus::Success
+        }
+    }
+}
+
 /// Counts and locations of one run. Always `rows_read = rows_written + rows_quarantined`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IngestionMetadata {

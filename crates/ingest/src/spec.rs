@@ -1,7 +1,7 @@
 //! DataSpec: what to ingest, into which dataset, against which schema.
 
 use serde::{Deserialize, Serialize};
-use tarn_common::config::{CsvOptions, SchemaEvolution};
+use tarn_common::config::{CsvOptions, SchemaEvolution, SourceConfig};
 
 use crate::error::{Error, Result};
 
@@ -59,8 +59,11 @@ impl std::str::FromStr for Format {
 pub struct DataSpec {
     /// Target dataset name.
     pub dataset: String,
-    /// Files, directories or globs (local paths or object-store URLs).
+    /// Files, directories or globs (local paths or object-store URLs), for the
+    /// file connector.
     pub paths: Vec<String>,
+    /// The source for the other connectors (Kafka, REST, database).
+    pub source: Option<SourceConfig>,
     /// Input format; inferred from each file's extension when `None`.
     pub format: Option<Format>,
     /// CSV dialect.
@@ -94,6 +97,12 @@ impl DataSpec {
     /// Sets the partition key.
     pub fn with_partition_key(mut self, key: impl Into<String>) -> Self {
         self.partition_key = Some(key.into());
+        self
+    }
+
+    /// Sets the connector source (Kafka, REST or database).
+    pub fn with_source(mut self, source: SourceConfig) -> Self {
+        self.source = Some(source);
         self
     }
 
@@ -131,12 +140,6 @@ impl DataSpec {
             return Err(Error::Invalid(format!(
                 "dataset names starting with `_` are reserved: `{}`",
                 self.dataset
-            )));
-        }
-        if self.paths.is_empty() {
-            return Err(Error::Invalid(format!(
-                "no input given for dataset `{}` (pass --path or set datasets.{}.source)",
-                self.dataset, self.dataset
             )));
         }
         Ok(())
