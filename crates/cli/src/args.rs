@@ -644,6 +644,184 @@ pub enum IngestCommand {
     /// content hash are committed with its rows); --force ingests it again.
     #[command(after_help = INGEST_EXAMPLES)]
     File(FileArgs),
+    /// Ingest Kafka topics through a consumer group, exactly once.
+    ///
+    /// Each batch lands in one Delta commit together with the next offset of
+    /// every topic-partition it covers (a `txn` action per partition). On start
+    /// and on every rebalance, partitions resume from the offsets in the table,
+    /// so a killed ingest restarts without losing or duplicating a message.
+    /// Several workers in one group share the partitions. A batch commits at
+    /// --batch-size messages or after --max-latency, whichever comes first.
+    /// Without --follow the ingest stops at the end offsets seen at start;
+    /// with it, it runs until SIGINT or SIGTERM and commits what it holds.
+    /// A message that fails to parse or validate goes to the quarantine table
+    /// with its topic/partition (`source`) and offset (`position`).
+    #[command(after_help = KAFKA_EXAMPLES)]
+    Kafka(KafkaArgs),
+    /// Ingest records from a JSON HTTP API, following its pages.
+    ///
+    /// The records are taken at --records-path in each response. Requests that
+    /// get 429, 5xx or a network error are retried with backoff, honouring
+    /// Retry-After. With --cursor-field, the highest value seen (an integer or
+    /// a timestamp) is committed with the rows; the next run takes only records
+    /// above it (and sends it as --cursor-param, if given).
+    #[command(after_help = REST_EXAMPLES)]
+    Rest(RestArgs),
+    /// Ingest a table or query of PostgreSQL, MySQL/MariaDB or SQLite.
+    ///
+    /// Rows are streamed in batches. With --watermark, the highest value of that
+    /// column (an integer or timestamp that grows on every insert and update) is
+    /// committed with the rows, and the next run reads only rows above it.
+    /// Without it every run reads the whole table again.
+    #[command(after_help = DATABASE_EXAMPLES)]
+    Database(DatabaseArgs),
+}
+
+const KAFKA_EXAMPLES: &str = "Examples:
+  tarn ingest kafka -d user_events --topic user_events --brokers 127.0.0.1:9092
+  tarn ingest kafka -d user_events --topic user_events --format avro --schema user_events.avsc --follow
+  tarn ingest kafka -d orders --topic orders --format confluent-avro \\
+      --schema-registry http://127.0.0.1:8081 --schema orders.avsc --group tarn-orders
+
+Brokers, topics, group and format can also come from the dataset's source in tarn.yaml:
+  sources:
+    events_stream: {type: kafka, brokers: 127.0.0.1:9092, topics: [user_events], format: json}";
+
+const REST_EXAMPLES: &str = "Examples:
+  tarn ingest rest -d tickets --url http://127.0.0.1:8080/api/tickets --records-path data \\
+      --paginate cursor:next_cursor --auth bearer:env:TICKETS_TOKEN --cursor-field updated_at
+  tarn ingest rest -d users --url https://api.example.com/users --paginate page --page-size 100
+  tarn ingest rest -d items --url https://api.example.com/items --paginate link --rate-limit 5
+
+Pagination: none, page[:PARAM], offset[:PARAM[:LIMIT_PARAM]], cursor:FIELD[:PARAM], link
+Auth:       bearer:env:VAR, basic:env:USER_VAR:env:PASSWORD_VAR, basic:USER:env:PASSWORD_VAR,
+            header:NAME:env:VAR  (secrets are read from environment variables only)";
+
+const DATABASE_EXAMPLES: &str = "Examples:
+  tarn ingest database -d orders --url sqlite://shop.db --table orders --watermark updated_at
+  tarn ingest database -d orders --url postgresql://app@db:5432/shop --table public.orders --watermark updated_at
+  tarn ingest database -d big_orders --url mysql://root@127.0.0.1:3306/shop \\
+      --query \"SELECT id, total, updated_at FROM orders WHERE total > 100\" --watermark updated_at";
+
+/// Options every connector shares.
+#[derive(Debug, Args)]
+pub struct LandingArgs {
+    /// Avro schema (.avsc) to validate against and pin. [default: the dataset's
+    /// schema in tarn.yaml, else the pinned one, else derived from the source]
+    #[arg(long, short = 's', value_name = "AVSC")]
+    pub schema: Option<String>,
+    /// Timestamp or date column whose date partitions the raw table.
+    #[arg(long, value_name = "COLUMN")]
+    pub partition_key: Option<String>,
+    /// What to do with records that have new columns.
+    #[arg(long, value_enum)]
+    pub schema_evolution: Option<EvolutionArg>,
+    /// Print the IngestionResult as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Target dataset.
+    #[arg(long, short = 'd')]
+    pub dataset: String,
+    /// Topic to read; repeatable. [default: the dataset's source, else the dataset name]
+    #[arg(long, short = 't', value_name = "TOPIC")]
+    pub topic: Vec<String>,
+    /// Bootstrap brokers, host:port[,host:port…]. [default: the dataset's source, else 127.0.0.1:9092]
+    #[arg(long, value_name = "LIST")]
+    pub brokers: Option<String>,
+    /// Message format. [default: json]
+    #[arg(long, value_enum)]
+    pub format: Option<KafkaFormatArg>,
+    /// Schema-registry URL, for --format confluent-avro.
+    #[arg(long, value_name = "URL")]
+    pub schema_registry: Option<String>,
+    /// Consumer group. [default: tarn-<dataset>]
+    #[arg(long, short = 'g')]
+    pub group: Option<String>,
+    /// Messages per Delta commit. [default: 100000]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Longest a message waits for its commit, e.g. 500ms, 5s, 1m. [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub max_latency: Option<String>,
+    /// Keep consuming until SIGINT/SIGTERM instead of stopping at the end offsets seen at start.
+    #[arg(long)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub landing: LandingArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KafkaFormatArg {
+    /// One JSON object per message.
+    Json,
+    /// Binary Avro datums written with the dataset schema.
+    Avro,
+    /// Confluent wire format: magic byte, schema id, Avro datum.
+    ConfluentAvro,
+}
+
+#[derive(Debug, Args)]
+pub struct RestArgs {
+    /// Target dataset.
+    #[arg(long, short = 'd')]
+    pub dataset: String,
+    /// The first page's URL. [default: the dataset's source in tarn.yaml]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Dotted path to the records in each response, e.g. data or result.items.
+    #[arg(long, value_name = "PATH")]
+    pub records_path: Option<String>,
+    /// Pagination style (see below).
+    #[arg(long, value_name = "STYLE")]
+    pub paginate: Option<String>,
+    /// Records per page to ask for (page and offset pagination).
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<u32>,
+    /// Authentication (see below).
+    #[arg(long, value_name = "SPEC")]
+    pub auth: Option<String>,
+    /// Field (integer or timestamp) whose highest value is committed; later runs take only newer records.
+    #[arg(long, value_name = "FIELD")]
+    pub cursor_field: Option<String>,
+    /// Query parameter that sends the committed cursor to the API.
+    #[arg(long, value_name = "PARAM")]
+    pub cursor_param: Option<String>,
+    /// Most requests per second.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_limit: Option<f64>,
+    /// Retries of a request that got 429, 5xx or a network error. [default: 5]
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Extra request header, NAME:VALUE; repeatable.
+    #[arg(long, value_name = "NAME:VALUE")]
+    pub header: Vec<String>,
+    #[command(flatten)]
+    pub landing: LandingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Target dataset.
+    #[arg(long, short = 'd')]
+    pub dataset: String,
+    /// postgresql://…, mysql://… (MariaDB too) or sqlite://path. [default: the dataset's source]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Table to read (schema.table allowed).
+    #[arg(long, conflicts_with = "query")]
+    pub table: Option<String>,
+    /// A SELECT to read instead of a table.
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Column (integer or timestamp) that grows on every insert and update; enables incremental reads.
+    #[arg(long, value_name = "COLUMN")]
+    pub watermark: Option<String>,
+    #[command(flatten)]
+    pub landing: LandingArgs,
 }
 
 #[derive(Debug, Args)]

@@ -130,9 +130,24 @@ async fn run_into(cli: Cli, o: &mut String) -> Result<ExitCode> {
             out!(o, "  tarn -c {} catalog show user_events", cfg.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest(IngestCommand::File(args)) => {
-            let json_out = args.json;
-            match ingest_file(cli.config.as_deref(), args).await {
+        Command::Ingest(cmd) => {
+            let config = cli.config.as_deref();
+            let (json_out, outcome) = match cmd {
+                IngestCommand::File(args) => (args.json, ingest_file(config, args).await),
+                IngestCommand::Kafka(args) => (
+                    args.landing.json,
+                    crate::connector_cmd::kafka(config, args).await,
+                ),
+                IngestCommand::Rest(args) => (
+                    args.landing.json,
+                    crate::connector_cmd::rest(config, args).await,
+                ),
+                IngestCommand::Database(args) => (
+                    args.landing.json,
+                    crate::connector_cmd::database(config, args).await,
+                ),
+            };
+            match outcome {
                 Ok(result) => {
                     if json_out {
                         out!(o, "{}", serde_json::to_string_pretty(&result)?);
@@ -246,6 +261,10 @@ async fn ingest_file(config: Option<&std::path::Path>, args: FileArgs) -> Result
 fn print_ingest(o: &mut String, r: &IngestionResult) {
     let m = &r.metadata;
     match r.status {
+        IngestionStatus::Skipped if m.skipped.is_empty() => {
+            out!(o, "= {}: nothing new to ingest", m.dataset);
+            return;
+        }
         IngestionStatus::Skipped => {
             out!(
                 o,

@@ -4,6 +4,7 @@
 mod args;
 #[macro_use]
 mod commands;
+mod connector_cmd;
 mod governance_cmd;
 mod process_cmd;
 mod progress;

@@ -37,9 +37,11 @@ pub(crate) struct Landing {
     ctx: IngestContext,
     dataset: String,
     run_id: String,
-    /// Counts of everything landed (committed or not).
+    /// Counts of everything landed: committed, and staged since.
     pub(crate) counts: Counts,
     reasons: BTreeMap<String, u64>,
+    /// `counts` and `reasons` as of the last commit, restored by an abort.
+    committed: (Counts, BTreeMap<String, u64>),
 }
 
 impl Landing {
@@ -93,27 +95,13 @@ impl Landing {
             run_id: run_id.to_string(),
             counts: Counts::default(),
             reasons: BTreeMap::new(),
+            committed: Default::default(),
         })
     }
 
     /// The raw table's URL.
     pub(crate) fn raw_url(&self) -> &Url {
         &self.raw_url
-    }
-
-    /// The quarantine table's URL.
-    pub(crate) fn quarantine_url(&self) -> &Url {
-        &self.q_url
-    }
-
-    /// The raw table as last loaded or committed.
-    pub(crate) fn raw_table(&self) -> &deltalake::DeltaTable {
-        &self.raw.table
-    }
-
-    /// The quarantine table, if it exists.
-    pub(crate) fn quarantine_table(&self) -> Option<&deltalake::DeltaTable> {
-        self.quarantine.as_ref().map(|q| &q.table)
     }
 
     /// Stages one validated chunk read from `source`: valid rows into raw,
@@ -160,11 +148,6 @@ impl Landing {
         q.write(batch).await
     }
 
-    /// Whether rejects are staged for the quarantine table.
-    pub(crate) fn has_staged_rejects(&self) -> bool {
-        self.quarantine.as_ref().is_some_and(|q| q.rows > 0)
-    }
-
     /// Commits what is staged: the quarantine table first (if it has staged
     /// rows) with `quarantine_txns`, then the raw table with `raw_txns`, each
     /// with `info` as commit metadata. Returns (quarantine version, raw version).
@@ -181,11 +164,13 @@ impl Landing {
             q_version = Some(q.commit(quarantine_txns, info.clone()).await?);
         }
         let version = self.raw.commit(raw_txns, info).await?;
+        self.committed = (self.counts, self.reasons.clone());
         Ok((q_version, version))
     }
 
     /// Drops everything staged since the last commit.
     pub(crate) fn abort(&mut self) {
+        (self.counts, self.reasons) = self.committed.clone();
         self.raw.abort();
         if let Some(q) = &mut self.quarantine {
             q.abort();

@@ -9,8 +9,12 @@
 //! The file's identity is committed with its rows (a Delta `txn` action), so each
 //! file lands exactly once. Depends on `tarn-common` and `tarn-governance`.
 
+mod connector;
 mod error;
+mod kafka;
+mod landing;
 mod pipeline;
+mod pull;
 mod quarantine;
 mod raw_zone;
 pub mod reader;
@@ -21,6 +25,8 @@ mod validator;
 
 pub use error::{Error, Result};
 pub use pipeline::{IngestContext, Progress, ingest_files};
+pub use kafka::ingest_kafka;
+pub use pull::ingest_pull;
 pub use quarantine::quarantine_schema;
 pub use raw_zone::load_table;
 pub use result::{IngestionMetadata, IngestionResult, IngestionStatus};

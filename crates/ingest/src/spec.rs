@@ -1,5 +1,8 @@
 //! DataSpec: what to ingest, into which dataset, against which schema.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use serde::{Deserialize, Serialize};
 use tarn_common::config::{CsvOptions, SchemaEvolution, SourceConfig};
 
@@ -76,6 +79,11 @@ pub struct DataSpec {
     pub schema_evolution: SchemaEvolution,
     /// Ingest files again even if they were ingested before.
     pub force: bool,
+    /// Kafka: keep consuming until `stop` is set, instead of stopping at the
+    /// end offsets seen at start.
+    pub follow: bool,
+    /// Set to stop a Kafka ingest: it commits what it holds and returns.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl DataSpec {

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tarn_common::config::{DEFAULT_COMPLIANCE_YAML, DEFAULT_CONFIG_FILE, DEFAULT_TARN_YAML};
+use tarn_common::config::{
+    DEFAULT_COMPLIANCE_YAML, DEFAULT_CONFIG_FILE, DEFAULT_TARN_YAML, SourceConfig,
+};
 use tarn_common::storage::local_path;
 use tarn_common::{TarnConfig, Zone};
 use tarn_governance::MetadataStore;
@@ -143,10 +145,14 @@ impl DataLake {
             spec.partition_key = ds.partition_key.clone();
             spec.schema_evolution = ds.schema_evolution;
         }
-        if let Some(src) = self.config.dataset_file_source(dataset) {
-            spec.paths = vec![self.config.resolve_path(&src.path).display().to_string()];
-            spec.format = src.format.as_deref().and_then(|f| f.parse().ok());
-            spec.csv = src.csv.clone();
+        match self.config.dataset_source(dataset).map(|s| s.into_owned()) {
+            Some(SourceConfig::File(src)) => {
+                spec.paths = vec![self.config.resolve_path(&src.path).display().to_string()];
+                spec.format = src.format.as_deref().and_then(|f| f.parse().ok());
+                spec.csv = src.csv.clone();
+            }
+            Some(other) => spec.source = Some(other),
+            None => {}
         }
         spec
     }
@@ -163,18 +169,26 @@ impl DataLake {
         spec: DataSpec,
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<IngestionResult> {
-        match source {
-            "file" => {}
-            "kafka" | "rest" | "database" => {
-                return Err(Error::Invalid(format!(
-                    "the `{source}` connector is not part of this build yet; only `file` is"
-                )));
-            }
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown source kind `{other}` (expected file, kafka, rest or database)"
-                )));
-            }
+        let mut spec = spec;
+        if !["file", "kafka", "rest", "database"].contains(&source) {
+            return Err(Error::Invalid(format!(
+                "unknown source kind `{source}` (expected file, kafka, rest or database)"
+            )));
+        }
+        if spec.source.is_none()
+            && source != "file"
+            && let Some(configured) = self.config.dataset_source(&spec.dataset)
+            && configured.kind() == source
+        {
+            spec.source = Some(configured.into_owned());
+        }
+        let given = spec.source.as_ref().map_or("file", |s| s.kind());
+        if given != source {
+            return Err(Error::Invalid(format!(
+                "ingest_data(\"{source}\", …) needs a {source} source for dataset `{}`, \
+                 but the spec has a {given} source",
+                spec.dataset
+            )));
         }
         self.authorize_write(Zone::Raw, &spec.dataset, "ingest")
             .await?;
@@ -192,7 +206,11 @@ impl DataLake {
         };
         // Stored times keep microseconds: allow for the truncation.
         let began = chrono::Utc::now() - chrono::Duration::milliseconds(1);
-        let outcome = tarn_ingest::ingest_files(&ctx, &spec).await;
+        let outcome = match source {
+            "file" => tarn_ingest::ingest_files(&ctx, &spec).await,
+            "kafka" => tarn_ingest::ingest_kafka(&ctx, &spec).await,
+            _ => tarn_ingest::ingest_pull(&ctx, &spec).await,
+        };
         self.emit_ingest_run(&spec.dataset, began).await;
         let result = match outcome {
             Ok(r) => r,

@@ -60,7 +60,10 @@ pub use compliance::ClassifiedColumn;
 pub use erase::EraseScope;
 pub use error::{Error, Result};
 pub use lake::DataLake;
-pub use tarn_common::config::{CsvOptions, SchemaEvolution};
+pub use tarn_common::config::{
+    CsvOptions, DatabaseSourceConfig, KafkaSourceConfig, RestSourceConfig, SchemaEvolution,
+    SourceConfig,
+};
 pub use tarn_common::{DatasetSchema, TarnConfig, Zone};
 pub use tarn_governance as governance;
 pub use tarn_governance::{IngestionRun, LineageFact, QualityResult, RunStatus, SchemaVersion};

@@ -28,33 +28,45 @@ pub(crate) fn read<R: Read>(
     for (i, value) in reader.enumerate() {
         let position = i as u64 + 1;
         let value = value.map_err(|e| Error::input(file, format!("record {position}: {e}")))?;
-        match value {
-            Avro::Record(fields) => {
-                let obj: Map<String, Value> = fields
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let scale = scales.get(&k).copied().unwrap_or(0);
-                        (k, to_json(v, scale))
-                    })
-                    .collect();
-                let raw = serde_json::to_vec(&obj).expect("JSON values serialize");
-                let members = obj.iter().map(|(k, v)| (k.as_str(), scalar_text(v)));
-                rows.push(members, &raw, position);
-            }
-            other => rows.cols.reject(Reject {
-                position,
-                field: None,
-                reason: "Avro value is not a record".into(),
-                payload: format!("{other:?}"),
-            }),
-        }
+        push_value(&mut rows, value, &scales, position);
         rows.maybe_flush(sink)?;
     }
     rows.flush(sink)
 }
 
+/// Adds one decoded Avro record as a row (its payload is the record as JSON);
+/// a value that is not a record is rejected. `scales` are the writer schema's
+/// [`decimal_scales`].
+pub(crate) fn push_value(
+    rows: &mut JsonRows,
+    value: Avro,
+    scales: &HashMap<String, usize>,
+    position: u64,
+) {
+    match value {
+        Avro::Record(fields) => {
+            let obj: Map<String, Value> = fields
+                .into_iter()
+                .map(|(k, v)| {
+                    let scale = scales.get(&k).copied().unwrap_or(0);
+                    (k, to_json(v, scale))
+                })
+                .collect();
+            let raw = serde_json::to_vec(&obj).expect("JSON values serialize");
+            let members = obj.iter().map(|(k, v)| (k.as_str(), scalar_text(v)));
+            rows.push(members, &raw, position);
+        }
+        other => rows.cols.reject(Reject {
+            position,
+            field: None,
+            reason: "Avro value is not a record".into(),
+            payload: format!("{other:?}"),
+        }),
+    }
+}
+
 /// The scale of each top-level decimal field of the writer schema.
-fn decimal_scales(schema: &Schema) -> HashMap<String, usize> {
+pub(crate) fn decimal_scales(schema: &Schema) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     if let Schema::Record(r) = schema {
         for f in &r.fields {

@@ -9,7 +9,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{Reject, Sink, TextColumns, payload_text};
+use super::{Chunk, Reject, Sink, TextColumns, payload_text};
 use crate::error::{Error, Result};
 
 /// Reads NDJSON, or a JSON array when the input starts with `[`.
@@ -78,15 +78,7 @@ fn read_lines<R: BufRead>(
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Members>(text) {
-            Ok(obj) => rows.push(obj.texts(), text, number),
-            Err(e) => rows.cols.reject(Reject {
-                position: number,
-                field: None,
-                reason: format!("invalid JSON: {e}"),
-                payload: payload_text(text),
-            }),
-        }
+        rows.push_json(text, number);
         rows.maybe_flush(sink)?;
     }
     progress(pending);
@@ -199,6 +191,29 @@ impl JsonRows {
             self.filled[i] = true;
         }
         self.cols.end_row(&self.filled, raw, position);
+    }
+
+    /// Adds one record given as JSON text; anything but a JSON object is rejected.
+    pub(crate) fn push_json(&mut self, text: &[u8], position: u64) {
+        match serde_json::from_slice::<Members>(text) {
+            Ok(obj) => self.push(obj.texts(), text, position),
+            Err(e) => self.cols.reject(Reject {
+                position,
+                field: None,
+                reason: format!("invalid JSON: {e}"),
+                payload: payload_text(text),
+            }),
+        }
+    }
+
+    /// Records (rows and rejects) held.
+    pub(crate) fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// Takes the records so far as a chunk.
+    pub(crate) fn take(&mut self) -> Chunk {
+        self.cols.take()
     }
 
     pub(crate) fn maybe_flush(&mut self, sink: &mut Sink<'_>) -> Result<()> {
