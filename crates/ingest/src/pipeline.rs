@@ -456,6 +456,19 @@ async fn dataset_schema(
     spec: &DataSpec,
     first: &Planned,
 ) -> Result<(DatasetSchema, i64)> {
+    if let Some(found) = given_or_pinned_schema(ctx, spec).await? {
+        return Ok(found);
+    }
+    let chunk = peek_first_chunk(ctx, first, &spec.csv).await?;
+    pin_inferred_schema(ctx, &spec.dataset, &chunk).await
+}
+
+/// The schema of `spec.schema` (pinned if new), else the dataset's pinned
+/// schema, with its version; `None` for a new dataset without a schema.
+pub(crate) async fn given_or_pinned_schema(
+    ctx: &IngestContext,
+    spec: &DataSpec,
+) -> Result<Option<(DatasetSchema, i64)>> {
     let store = &ctx.metadata;
     if let Some(location) = &spec.schema {
         let text = read_text(location, &ctx.roots.options).await?;
@@ -464,15 +477,22 @@ async fn dataset_schema(
             other => other.into(),
         })?;
         let v = store.pin_schema(&spec.dataset, &schema.to_avsc()).await?;
-        return Ok((schema, v.version));
+        return Ok(Some((schema, v.version)));
     }
-    if let Some(v) = store.latest_schema(&spec.dataset).await? {
-        let schema = DatasetSchema::from_avsc(&v.schema_avsc)?;
-        return Ok((schema, v.version));
+    match store.latest_schema(&spec.dataset).await? {
+        Some(v) => Ok(Some((DatasetSchema::from_avsc(&v.schema_avsc)?, v.version))),
+        None => Ok(None),
     }
-    let chunk = peek_first_chunk(ctx, first, &spec.csv).await?;
-    let schema = DataValidator::infer_schema(&spec.dataset, &chunk)?;
-    let v = store.pin_schema(&spec.dataset, &schema.to_avsc()).await?;
+}
+
+/// Infers a schema from a dataset's first chunk and pins it.
+pub(crate) async fn pin_inferred_schema(
+    ctx: &IngestContext,
+    dataset: &str,
+    chunk: &Chunk,
+) -> Result<(DatasetSchema, i64)> {
+    let schema = DataValidator::infer_schema(dataset, chunk)?;
+    let v = ctx.metadata.pin_schema(dataset, &schema.to_avsc()).await?;
     Ok((schema, v.version))
 }
 
@@ -556,7 +576,7 @@ fn commit_info(run_id: &str, planned: &[Planned]) -> serde_json::Map<String, ser
     m
 }
 
-async fn register_dataset(ctx: &IngestContext, name: &str, url: &url::Url) -> Result<()> {
+pub(crate) async fn register_dataset(ctx: &IngestContext, name: &str, url: &url::Url) -> Result<()> {
     let now = Utc::now();
     let existing = ctx.metadata.dataset(name, Zone::Raw).await?;
     ctx.metadata
