@@ -17,10 +17,10 @@
 //!   end offsets seen at start; `follow` runs until `stop` is set, then commit
 //!   what they hold.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Cursor;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema as AvroSchema;
@@ -33,8 +33,8 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::json;
-use tarn_common::config::{KafkaSourceConfig, SourceConfig};
 use tarn_common::Zone;
+use tarn_common::config::{KafkaSourceConfig, SourceConfig};
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
@@ -53,6 +53,8 @@ use crate::validator::DataValidator;
 const DEFAULT_BATCH_SIZE: usize = 100_000;
 /// Longest a message waits for its commit unless configured.
 const DEFAULT_MAX_LATENCY: Duration = Duration::from_secs(5);
+/// How long a bounded worker without partitions waits for the group to settle.
+const IDLE_GRACE: Duration = Duration::from_secs(15);
 /// Timeout of metadata and watermark requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -129,7 +131,9 @@ impl Settings {
         }
         let batch_size = cfg.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if batch_size == 0 {
-            return Err(Error::Invalid("the Kafka batch size must be at least 1".into()));
+            return Err(Error::Invalid(
+                "the Kafka batch size must be at least 1".into(),
+            ));
         }
         Ok(Self {
             topics,
@@ -150,7 +154,7 @@ impl Settings {
         format!("kafka://{}/{}", self.cfg.brokers, self.topics.join(","))
     }
 
-    fn consumer(&self, context: Rebalancer) -> Result<BaseConsumer<Rebalancer>> {
+    fn consumer(&self, context: Rebalancer, follow: bool) -> Result<BaseConsumer<Rebalancer>> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.cfg.brokers)
@@ -160,7 +164,12 @@ impl Settings {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("client.id", "tarn");
+            .set("client.id", "tarn")
+            // Bounded runs stop when every partition is read to its end.
+            .set(
+                "enable.partition.eof",
+                if follow { "false" } else { "true" },
+            );
         for (k, v) in &self.cfg.properties {
             config.set(k, v);
         }
@@ -232,7 +241,8 @@ impl Decoder {
     /// Decodes one message into `rows` (or a reject there).
     fn decode(&mut self, handle: &Handle, payload: Option<&[u8]>, rows: &mut JsonRows, at: u64) {
         let Some(payload) = payload else {
-            rows.cols.reject(reject(at, "the message has no value (a tombstone)", b""));
+            rows.cols
+                .reject(reject(at, "the message has no value (a tombstone)", b""));
             return;
         };
         match self {
@@ -240,7 +250,10 @@ impl Decoder {
             Decoder::Avro { schema, scales } => {
                 match apache_avro::from_avro_datum(schema, &mut Cursor::new(payload), None) {
                     Ok(v) => avro::push_value(rows, v, scales, at),
-                    Err(e) => rows.cols.reject(reject(at, &format!("invalid Avro datum: {e}"), payload)),
+                    Err(e) => {
+                        rows.cols
+                            .reject(reject(at, &format!("invalid Avro datum: {e}"), payload))
+                    }
                 }
             }
             Decoder::Confluent {
@@ -257,11 +270,11 @@ impl Decoder {
                     ));
                     return;
                 };
-                if !writers.contains_key(&id) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = writers.entry(id) {
                     match handle.block_on(fetch_schema(client, registry, id)) {
                         Ok(s) => {
                             let scales = avro::decimal_scales(&s);
-                            writers.insert(id, (s, scales));
+                            slot.insert((s, scales));
                         }
                         Err(e) => {
                             rows.cols.reject(reject(at, &e, payload));
@@ -274,7 +287,9 @@ impl Decoder {
                     Ok(v) => avro::push_value(rows, v, scales, at),
                     Err(e) => rows.cols.reject(reject(
                         at,
-                        &format!("cannot read the datum (schema id {id}) as the dataset schema: {e}"),
+                        &format!(
+                            "cannot read the datum (schema id {id}) as the dataset schema: {e}"
+                        ),
                         payload,
                     )),
                 }
@@ -380,7 +395,14 @@ struct Rebalancer {
     changed: Mutex<Option<Assignment>>,
 }
 
-impl ClientContext for Rebalancer {}
+impl ClientContext for Rebalancer {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Reaching the end of a partition is how bounded runs know they are done.
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!("kafka: {error}: {reason}");
+        }
+    }
+}
 
 impl ConsumerContext for Rebalancer {
     fn rebalance(
@@ -411,17 +433,23 @@ impl Rebalancer {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        let positions = match self
-            .handle
-            .block_on(committed_positions(&self.ctx, &self.dataset, &tps))
-        {
-            Ok(p) => p,
-            Err(e) => return Assignment::Failed(format!("cannot read the table's offsets: {e}")),
-        };
+        let positions =
+            match self
+                .handle
+                .block_on(committed_positions(&self.ctx, &self.dataset, &tps))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    return Assignment::Failed(format!("cannot read the table's offsets: {e}"));
+                }
+            };
         for (tp, c) in &positions {
             let offset = c.raw.map_or(Offset::Beginning, Offset::Offset);
             if let Err(e) = tpl.set_partition_offset(&tp.0, tp.1, offset) {
-                return Assignment::Failed(format!("cannot set the offset of {}/{}: {e}", tp.0, tp.1));
+                return Assignment::Failed(format!(
+                    "cannot set the offset of {}/{}: {e}",
+                    tp.0, tp.1
+                ));
             }
         }
         match consumer.assign(tpl) {
@@ -471,6 +499,8 @@ struct Worker {
     batch: Batch,
     /// Low and high watermarks of every partition at start (bounded runs).
     ends: HashMap<Tp, (i64, i64)>,
+    /// Partitions read to their end (bounded runs), until a message arrives.
+    at_end: HashSet<Tp>,
     meta: IngestionMetadata,
     commits: u64,
 }
@@ -500,18 +530,22 @@ impl Worker {
             parts: BTreeMap::new(),
             batch: Batch::default(),
             ends: HashMap::new(),
+            at_end: HashSet::new(),
             meta,
             commits: 0,
         })
     }
 
     fn run(mut self, handle: &Handle) -> Result<IngestionResult> {
-        let consumer = self.settings.consumer(Rebalancer {
-            handle: handle.clone(),
-            ctx: self.ctx.clone(),
-            dataset: self.spec.dataset.clone(),
-            changed: Mutex::new(None),
-        })?;
+        let consumer = self.settings.consumer(
+            Rebalancer {
+                handle: handle.clone(),
+                ctx: self.ctx.clone(),
+                dataset: self.spec.dataset.clone(),
+                changed: Mutex::new(None),
+            },
+            self.spec.follow,
+        )?;
         if !self.spec.follow {
             self.ends = self.end_offsets(&consumer)?;
         }
@@ -568,9 +602,9 @@ impl Worker {
                 return Err(self.settings.error(format!("no topic `{topic}`")));
             };
             if t.error().is_some() || t.partitions().is_empty() {
-                return Err(self
-                    .settings
-                    .error(format!("topic `{topic}` does not exist or has no partitions")));
+                return Err(self.settings.error(format!(
+                    "topic `{topic}` does not exist or has no partitions"
+                )));
             }
             for p in t.partitions() {
                 let w = consumer
@@ -583,7 +617,8 @@ impl Worker {
     }
 
     fn consume(&mut self, handle: &Handle, consumer: &BaseConsumer<Rebalancer>) -> Result<()> {
-        let mut last_check = Instant::now() - Duration::from_secs(60);
+        let started = Instant::now();
+        let mut last_check = started;
         loop {
             let stopping = self
                 .spec
@@ -598,9 +633,16 @@ impl Worker {
             match polled {
                 Some(Ok(m)) => {
                     let tp = (m.topic().to_string(), m.partition());
+                    self.at_end.remove(&tp);
                     self.add(handle, &tp, m.offset(), m.payload())?;
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    // The event names the partition only; with several topics
+                    // it marks that partition of each.
+                    let tps: Vec<Tp> = self.parts.keys().filter(|tp| tp.1 == p).cloned().collect();
+                    self.at_end.extend(tps);
+                }
+                None => {}
                 Some(Err(e)) => return Err(self.settings.error(e)),
             }
             let full = self.batch.messages >= self.settings.batch_size;
@@ -608,14 +650,21 @@ impl Worker {
                 .batch
                 .started
                 .is_some_and(|s| s.elapsed() >= self.settings.max_latency);
-            let caught_up = !self.spec.follow && self.batch.messages > 0 && self.assigned_done();
+            let caught_up = !self.spec.follow && self.assigned_done();
             if full || late || caught_up {
                 self.commit(handle, consumer)?;
             }
-            if !self.spec.follow
-                && self.batch.messages == 0
-                && (self.parts.is_empty() || self.assigned_done())
-                && last_check.elapsed() >= Duration::from_millis(500)
+            if self.spec.follow || self.batch.messages > 0 {
+                continue;
+            }
+            if caught_up && self.assigned_done() {
+                return Ok(());
+            }
+            // A worker left without partitions (more workers than partitions)
+            // stops once the group has settled and the table holds everything.
+            if self.parts.is_empty()
+                && started.elapsed() >= IDLE_GRACE
+                && last_check.elapsed() >= Duration::from_secs(1)
             {
                 last_check = Instant::now();
                 if self.all_done(handle)? {
@@ -628,7 +677,12 @@ impl Worker {
     /// Applies an assignment change seen during the last poll: what was read
     /// but not committed is dropped (the new owners read it from the table).
     fn apply_rebalance(&mut self, consumer: &BaseConsumer<Rebalancer>) -> Result<()> {
-        let change = consumer.context().changed.lock().expect("not poisoned").take();
+        let change = consumer
+            .context()
+            .changed
+            .lock()
+            .expect("not poisoned")
+            .take();
         match change {
             None => Ok(()),
             Some(Assignment::Failed(e)) => Err(self.settings.error(e)),
@@ -655,6 +709,7 @@ impl Worker {
     }
 
     fn drop_batch(&mut self) {
+        self.at_end.clear();
         if self.batch.messages > 0 {
             tracing::info!(
                 "dropping {} uncommitted message(s) after a rebalance",
@@ -673,6 +728,7 @@ impl Worker {
             return Ok(());
         };
         part.next = Some(offset + 1);
+        self.meta.bytes_read += payload.map_or(0, |p| p.len() as u64);
         let q_next = part.committed.quarantine;
         let at = u64::try_from(offset).unwrap_or_default();
         // Rows below the quarantine's offset land in their own chunk: their
@@ -747,10 +803,7 @@ impl Worker {
             "",
             chrono::Utc::now().timestamp_micros(),
         )?;
-        Ok(Opened {
-            landing,
-            validator,
-        })
+        Ok(Opened { landing, validator })
     }
 
     /// Commits the batch; on a conflict with another worker, drops it and
@@ -775,16 +828,19 @@ impl Worker {
             .collect();
         let txns: Vec<Transaction> = ends
             .iter()
-            .map(|(tp, next)| Transaction::new(&app_id(tp), *next))
+            .map(|(tp, next)| Transaction::new(app_id(tp), *next))
             .collect();
         let mut info = serde_json::Map::new();
         info.insert("tarn.run_id".into(), json!(self.run_id));
         info.insert(
             "tarn.kafka".into(),
-            json!(ends
-                .iter()
-                .map(|(tp, next)| json!({"topic": tp.0, "partition": tp.1, "next_offset": next}))
-                .collect::<Vec<_>>()),
+            json!(
+                ends.iter()
+                    .map(
+                        |(tp, next)| json!({"topic": tp.0, "partition": tp.1, "next_offset": next})
+                    )
+                    .collect::<Vec<_>>()
+            ),
         );
         let ctx = &self.ctx;
         let dataset = &self.spec.dataset;
@@ -860,12 +916,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Whether every assigned partition has been read up to its end offset.
+    /// Whether every assigned partition has been read past the end offset
+    /// seen at start and up to its current end.
     fn assigned_done(&self) -> bool {
         !self.parts.is_empty()
-            && self.parts.iter().all(|(tp, p)| match self.ends.get(tp) {
-                Some(&(low, high)) => p.next.unwrap_or(low).max(low) >= high,
-                None => true,
+            && self.parts.iter().all(|(tp, p)| {
+                let past_start_end = match self.ends.get(tp) {
+                    Some(&(low, high)) => p.next.unwrap_or(low).max(low) >= high,
+                    None => true,
+                };
+                past_start_end && self.at_end.contains(tp)
             })
     }
 

@@ -107,7 +107,12 @@ impl Landing {
     /// Stages one validated chunk read from `source`: valid rows into raw,
     /// rejects into quarantine unless `quarantine` is false (they were
     /// quarantined by an earlier run that died before its raw commit).
-    pub(crate) async fn land(&mut self, v: Validated, source: &str, quarantine: bool) -> Result<()> {
+    pub(crate) async fn land(
+        &mut self,
+        v: Validated,
+        source: &str,
+        quarantine: bool,
+    ) -> Result<()> {
         self.counts.read += v.rows_read as u64;
         self.counts.quarantined += v.rejects.len() as u64;
         for r in &v.rejects {
@@ -198,11 +203,7 @@ impl Landing {
     }
 }
 
-fn check_partitioning(
-    table: &deltalake::DeltaTable,
-    wanted: &[String],
-    url: &Url,
-) -> Result<()> {
+fn check_partitioning(table: &deltalake::DeltaTable, wanted: &[String], url: &Url) -> Result<()> {
     let actual: Vec<String> = table
         .snapshot()
         .map_err(|e| Error::delta(url, e))?

@@ -24,8 +24,8 @@ mod spec;
 mod validator;
 
 pub use error::{Error, Result};
-pub use pipeline::{IngestContext, Progress, ingest_files};
 pub use kafka::ingest_kafka;
+pub use pipeline::{IngestContext, Progress, ingest_files};
 pub use pull::ingest_pull;
 pub use quarantine::quarantine_schema;
 pub use raw_zone::load_table;

@@ -84,7 +84,10 @@ pub async fn ingest_files(ctx: &IngestContext, spec: &DataSpec) -> Result<Ingest
         )));
     }
     let source = format!("file:{}", spec.paths.join(","));
-    recorded(ctx, &spec.dataset, source, |run_id| ingest(ctx, spec, run_id)).await
+    recorded(ctx, &spec.dataset, source, |run_id| {
+        ingest(ctx, spec, run_id)
+    })
+    .await
 }
 
 /// Runs `work` as an ingestion run of `dataset` from `source`, recorded in the
@@ -576,7 +579,11 @@ fn commit_info(run_id: &str, planned: &[Planned]) -> serde_json::Map<String, ser
     m
 }
 
-pub(crate) async fn register_dataset(ctx: &IngestContext, name: &str, url: &url::Url) -> Result<()> {
+pub(crate) async fn register_dataset(
+    ctx: &IngestContext,
+    name: &str,
+    url: &url::Url,
+) -> Result<()> {
     let now = Utc::now();
     let existing = ctx.metadata.dataset(name, Zone::Raw).await?;
     ctx.metadata

@@ -8,10 +8,10 @@
 //! run re-reads the records up to the quarantine's cursor without quarantining
 //! their rejects again, then carries on above it: nothing is lost or landed twice.
 
+use deltalake::kernel::Transaction;
 use serde_json::json;
 use tarn_common::config::SourceConfig;
 use tarn_common::{DatasetSchema, Zone};
-use deltalake::kernel::Transaction;
 use tokio::sync::mpsc;
 
 use crate::connector::{CursorRange, ReadStats, database, rest};
@@ -163,7 +163,13 @@ async fn ingest(
     if let Some(q) = q_at
         && raw_at.is_none_or(|r| q > r)
     {
-        passes.push((CursorRange { after: raw_at, up_to: Some(q) }, false));
+        passes.push((
+            CursorRange {
+                after: raw_at,
+                up_to: Some(q),
+            },
+            false,
+        ));
     }
     passes.push((
         CursorRange {
@@ -289,7 +295,8 @@ struct Opened {
 impl PullRun<'_> {
     async fn land(&mut self, chunk: Chunk, quarantine: bool) -> Result<()> {
         if self.opened.is_none() {
-            self.opened = Some(self.open(&chunk).await?);
+            let opened = open(self.ctx, self.spec, self.source, self.run_id, &chunk).await?;
+            self.opened = Some(opened);
         }
         let o = self.opened.as_mut().expect("opened above");
         let label = self.source.label();
@@ -297,48 +304,52 @@ impl PullRun<'_> {
         let validated = o.validator.validate(chunk)?;
         o.landing.land(validated, &label, quarantine).await
     }
+}
 
-    /// The dataset schema (given, pinned, the database's column types, or
-    /// inferred from `first`) and writers on the raw and quarantine tables.
-    async fn open(&self, first: &Chunk) -> Result<Opened> {
-        let spec = self.spec;
-        let (schema, schema_version) = match given_or_pinned_schema(self.ctx, spec).await? {
-            Some(found) => found,
-            None => match self.source {
-                Source::Database(d) => {
-                    let arrow = database::describe(d).await?;
-                    let schema = DatasetSchema::from_arrow(&spec.dataset, &arrow)?;
-                    let v = self
-                        .ctx
-                        .metadata
-                        .pin_schema(&spec.dataset, &schema.to_avsc())
-                        .await?;
-                    (schema, v.version)
-                }
-                Source::Rest(_) => pin_inferred_schema(self.ctx, &spec.dataset, first).await?,
-            },
-        };
-        let landing = Landing::open(
-            self.ctx,
-            &spec.dataset,
-            &schema,
-            spec.partition_key.as_deref(),
-            spec.schema_evolution,
-            self.run_id,
-        )
-        .await?;
-        let validator = DataValidator::new(
-            schema,
-            spec.schema_evolution,
-            spec.partition_key.clone(),
-            self.run_id,
-            "",
-            chrono::Utc::now().timestamp_micros(),
-        )?;
-        Ok(Opened {
-            landing,
-            validator,
-            schema_version,
-        })
-    }
+/// The dataset schema (given, pinned, the database's column types, or
+/// inferred from `first`) and writers on the raw and quarantine tables.
+async fn open(
+    ctx: &IngestContext,
+    spec: &DataSpec,
+    source: &Source<'_>,
+    run_id: &str,
+    first: &Chunk,
+) -> Result<Opened> {
+    let (schema, schema_version) = match given_or_pinned_schema(ctx, spec).await? {
+        Some(found) => found,
+        None => match source {
+            Source::Database(d) => {
+                let arrow = database::describe(d).await?;
+                let schema = DatasetSchema::from_arrow(&spec.dataset, &arrow)?;
+                let v = ctx
+                    .metadata
+                    .pin_schema(&spec.dataset, &schema.to_avsc())
+                    .await?;
+                (schema, v.version)
+            }
+            Source::Rest(_) => pin_inferred_schema(ctx, &spec.dataset, first).await?,
+        },
+    };
+    let landing = Landing::open(
+        ctx,
+        &spec.dataset,
+        &schema,
+        spec.partition_key.as_deref(),
+        spec.schema_evolution,
+        run_id,
+    )
+    .await?;
+    let validator = DataValidator::new(
+        schema,
+        spec.schema_evolution,
+        spec.partition_key.clone(),
+        run_id,
+        "",
+        chrono::Utc::now().timestamp_micros(),
+    )?;
+    Ok(Opened {
+        landing,
+        validator,
+        schema_version,
+    })
 }
