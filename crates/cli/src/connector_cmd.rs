@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tarn::{
-    DataLake, DataSpec, DatabaseSourceConfig, IngestionResult, KafkaSourceConfig,
-    RestSourceConfig, SchemaEvolution, SourceConfig,
+    DataLake, DataSpec, DatabaseSourceConfig, IngestionResult, KafkaSourceConfig, RestSourceConfig,
+    SchemaEvolution, SourceConfig,
 };
 
 use crate::args::{DatabaseArgs, EvolutionArg, KafkaArgs, KafkaFormatArg, LandingArgs, RestArgs};
@@ -166,7 +166,9 @@ fn millis(text: &str) -> Result<u64> {
         "m" => Duration::from_secs(60),
         _ => return Err(bad().into()),
     };
-    Ok(u64::try_from((unit * u32::try_from(n).map_err(|_| bad())?).as_millis())?)
+    Ok(u64::try_from(
+        (unit * u32::try_from(n).map_err(|_| bad())?).as_millis(),
+    )?)
 }
 
 /// Waits for SIGINT or SIGTERM.

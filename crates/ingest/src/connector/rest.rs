@@ -244,9 +244,11 @@ impl Paging {
             },
             ["cursor", field, ..] if parts.len() <= 3 => {
                 let field = dotted(field, "paginate cursor field").map_err(|_| bad())?;
-                let last = field.last().cloned().unwrap_or_default();
+                let last = field.last().map_or("cursor", String::as_str);
                 Paging::Cursor {
-                    param: parts.get(2).map_or(last, |p| p.to_string()),
+                    param: parts
+                        .get(2)
+                        .map_or_else(|| cursor_param(last), |p| p.to_string()),
                     field,
                     next: None,
                 }
@@ -658,6 +660,28 @@ fn timestamp_micros(s: &str) -> Option<i64> {
     }
     let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
     Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+/// The request parameter that sends back a cursor found in response field
+/// `field`: the name without its `next` prefix (`next_cursor` → `cursor`,
+/// `nextPageToken` → `pageToken`), as most APIs name them.
+fn cursor_param(field: &str) -> String {
+    let lower = field.to_ascii_lowercase();
+    let rest = if lower.starts_with("next_") {
+        &field[5..]
+    } else if lower.starts_with("next") && field.len() > 4 {
+        &field[4..]
+    } else {
+        field
+    };
+    let mut chars = rest.chars();
+    match chars.next() {
+        Some(c) if rest != field && field.as_bytes()[4].is_ascii_uppercase() => {
+            c.to_ascii_lowercase().to_string() + chars.as_str()
+        }
+        Some(_) => rest.to_string(),
+        None => "cursor".into(),
+    }
 }
 
 /// The committed cursor as a query parameter value.
@@ -1708,10 +1732,14 @@ mod tests {
             parse("cursor:meta.next_token", None),
             Paging::Cursor {
                 field: vec!["meta".into(), "next_token".into()],
-                param: "next_token".into(),
+                param: "token".into(),
                 next: None
             }
         );
+        assert_eq!(cursor_param("next_cursor"), "cursor");
+        assert_eq!(cursor_param("nextPageToken"), "pageToken");
+        assert_eq!(cursor_param("cursor"), "cursor");
+        assert_eq!(cursor_param("next"), "next");
         assert_eq!(parse("none", None), Paging::None);
         assert_eq!(parse("link", None), Paging::Link { next: None });
     }
