@@ -298,3 +298,31 @@ def test_rest_auth_failure_is_clear_and_commits_nothing(lake: Path, api: TicketA
     assert proc.returncode != 0
     assert "401" in proc.stderr and "wrong" not in proc.stderr, proc.stderr
     assert not (lake / "lake" / "raw" / "tickets").exists()
+
+
+def test_database_crash_between_quarantine_and_raw_commits(lake: Path, tmp_path: Path):
+    """A run that dies after committing its quarantine and before its raw
+    commit: the next run lands the valid rows once and does not quarantine
+    the rejects again."""
+    db = Sqlite(tmp_path / "crash.db")
+    db("CREATE TABLE t (id INTEGER PRIMARY KEY, total NUMERIC(4,2), updated_at INTEGER NOT NULL)")
+    # 123456.78 does not fit NUMERIC(4,2): rejected with a reason.
+    db("INSERT INTO t VALUES (1, 1.5, 10), (2, 123456.78, 20), (3, 3.25, 30)")
+    args = ["ingest", "database", "-d", "t", "--url", f"sqlite://{db.path}", "--table", "t",
+            "--watermark", "updated_at"]
+    proc = subprocess.run([TARN_BIN, *args], cwd=lake, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, TARN_FAILPOINT="ingest:after-quarantine"))
+    assert proc.returncode != 0 and "TARN_FAILPOINT" in proc.stderr, proc.stderr
+    q = lake / "lake" / "raw" / "_quarantine" / "t"
+    assert DeltaTable(str(q)).to_pyarrow_table().num_rows == 1
+    assert not (lake / "lake" / "raw" / "t" / "_delta_log").exists() or \
+        DeltaTable(str(lake / "lake" / "raw" / "t")).to_pyarrow_table().num_rows == 0
+
+    db("INSERT INTO t VALUES (4, 4.75, 40), (5, 99999.0, 50)")
+    r = tarn(lake, *args)
+    m = r["metadata"]
+    assert sorted(x["id"] for x in raw_rows(lake, "t")) == [1, 3, 4]
+    quarantined = DeltaTable(str(q)).to_pyarrow_table().to_pylist()
+    payloads = sorted(json.loads(x["payload"])["id"] for x in quarantined)
+    assert payloads == [2, 5], quarantined
+    assert m["rows_read"] == m["rows_written"] + m["rows_quarantined"]

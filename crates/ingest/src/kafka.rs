@@ -898,6 +898,7 @@ impl Worker {
 
     /// Seeks every assigned partition to the offsets in the table.
     fn reseek(&mut self, handle: &Handle, consumer: &BaseConsumer<Rebalancer>) -> Result<()> {
+        self.at_end.clear();
         let tps: Vec<Tp> = self.parts.keys().cloned().collect();
         let now = handle.block_on(committed_positions(&self.ctx, &self.spec.dataset, &tps))?;
         for (tp, c) in now {

@@ -167,6 +167,7 @@ impl Landing {
             && q.rows > 0
         {
             q_version = Some(q.commit(quarantine_txns, info.clone()).await?);
+            tarn_common::failpoint("ingest:after-quarantine");
         }
         let version = self.raw.commit(raw_txns, info).await?;
         self.committed = (self.counts, self.reasons.clone());

@@ -199,7 +199,7 @@ async fn run_stage(
         let q = table::or_new(quarantine, &q_url, options)?;
         table::write(q, rows, table::quarantine_write(full_refresh), props()).await?;
     }
-    crate::stage::failpoint("cleanse:after-quarantine");
+    tarn_common::failpoint("cleanse:after-quarantine");
 
     let evolution = ctx
         .config

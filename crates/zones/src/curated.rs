@@ -287,7 +287,7 @@ async fn run_stage(
         let options = table::quarantine_write(full_refresh);
         table::write(q, rows, options, props()).await?;
     }
-    crate::stage::failpoint("curate:after-quarantine");
+    tarn_common::failpoint("curate:after-quarantine");
 
     let target_size = config.partition.as_ref().map(|p| p.target_file_mib << 20);
     let evolution = ctx

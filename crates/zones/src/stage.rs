@@ -339,13 +339,3 @@ fn short(message: &str) -> String {
     }
     format!("{}… (run with -v for the full error)", &message[..end])
 }
-
-/// Ends the process on the spot if `TARN_FAILPOINT` names `point`: a crash
-/// at a chosen place, for the tests of exactly-once recovery (a SIGKILL at a
-/// random time rarely lands between two commits).
-pub(crate) fn failpoint(point: &str) {
-    if std::env::var("TARN_FAILPOINT").is_ok_and(|p| p == point) {
-        eprintln!("TARN_FAILPOINT={point}: aborting");
-        std::process::abort();
-    }
-}
