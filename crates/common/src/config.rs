@@ -829,6 +829,27 @@ sources: {}
 #    path: incoming/*.csv
 #    format: csv              # csv | ndjson | json | parquet | avro (default: from the extension)
 #    csv: { header: true, delimiter: ",", quote: "\"", null_marker: "NULL" }
+#  clickstream:
+#    type: kafka
+#    brokers: 127.0.0.1:9092
+#    topics: [user_events]
+#    group: tarn-user-events
+#    format: json              # json | avro | confluent-avro (with schema_registry: URL)
+#    batch_size: 100000        # messages per Delta commit
+#    max_latency_ms: 5000      # or commit after this long
+#  tickets_api:
+#    type: rest
+#    url: https://api.example.com/tickets
+#    records_path: data
+#    paginate: cursor:next_cursor   # page[:P] | offset[:P[:LIMIT_P]] | cursor:FIELD[:P] | link
+#    auth: bearer:env:TICKETS_TOKEN # basic:env:USER:env:PASSWORD | header:NAME:env:VAR
+#    cursor_field: updated_at
+#    rate_limit: 5             # requests per second
+#  shop_db:
+#    type: database
+#    url: postgresql://app@127.0.0.1:5432/shop   # mysql://… | sqlite://shop.db
+#    table: public.orders      # or query: SELECT …
+#    watermark: updated_at
 
 # Per-zone policies; a dataset may override them under its own `policies:`.
 policies: {}
@@ -910,6 +931,32 @@ mod tests {
     }
 
     const MINIMAL: &str = "storage:\n  raw_zone: ./r\n  cleansed_zone: ./c\n  curated_zone: ./u\n  consumption_zone: s3://b/x\ngovernance:\n  metadata_store: sqlite://./m.db\n";
+
+    #[test]
+    fn connector_sources_named_and_inline() {
+        let text = format!(
+            "{MINIMAL}sources:\n  clicks:\n    type: kafka\n    brokers: b:9092\n    topics: [a, b]\n    format: avro\n  api:\n    type: rest\n    url: http://x/t\n    paginate: link\n    headers: {{X-A: '1'}}\ndatasets:\n  ev:\n    source: clicks\n  orders:\n    source:\n      type: database\n      url: sqlite://s.db\n      table: orders\n      watermark: updated_at\n  files:\n    source:\n      path: in/*.csv\n"
+        );
+        let c = parse(&text).unwrap();
+        let Some(SourceConfig::Kafka(k)) = c.dataset_source("ev").map(|s| s.into_owned()) else {
+            panic!("ev has a kafka source");
+        };
+        assert_eq!((k.brokers.as_str(), k.topics.len()), ("b:9092", 2));
+        assert_eq!(k.format.as_deref(), Some("avro"));
+        let orders = c.dataset_source("orders").unwrap();
+        assert_eq!(orders.kind(), "database");
+        assert_eq!(c.dataset_source("files").unwrap().kind(), "file");
+        assert_eq!(c.dataset_file_source("files").unwrap().path, "in/*.csv");
+        assert!(c.dataset_file_source("ev").is_none());
+        let SourceConfig::Rest(r) = &c.sources["api"] else {
+            panic!("api is a rest source");
+        };
+        assert_eq!(r.headers["X-A"], "1");
+
+        let bad = format!("{MINIMAL}sources:\n  k:\n    type: kafka\n    topic: x\n");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("topic"), "{e}");
+    }
 
     #[test]
     fn defaults_parse_and_resolve_relative_paths() {
