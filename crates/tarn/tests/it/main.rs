@@ -2,6 +2,7 @@
 //! module per area. Each ingest test body runs on local files and on a real
 //! S3-compatible server (see `support`).
 
+mod connectors;
 mod governance;
 mod ingest;
 mod process;
