@@ -28,7 +28,7 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -643,6 +643,10 @@ impl Worker {
                     self.at_end.extend(tps);
                 }
                 None => {}
+                // librdkafka reconnects by itself; say so and keep going.
+                Some(Err(KafkaError::MessageConsumption(code))) if transient(code) => {
+                    tracing::warn!("kafka: {code}; retrying");
+                }
                 Some(Err(e)) => return Err(self.settings.error(e)),
             }
             let full = self.batch.messages >= self.settings.batch_size;
@@ -938,6 +942,17 @@ impl Worker {
             low >= high || now.get(tp).and_then(|c| c.raw).is_some_and(|n| n >= high)
         }))
     }
+}
+
+/// Consumer errors that librdkafka recovers from on its own.
+fn transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+    )
 }
 
 /// Whether a commit failed because another writer committed the same `txn`.
