@@ -790,23 +790,8 @@ impl Worker {
             None => pin_inferred_schema(&self.ctx, &self.spec.dataset, first).await?,
         };
         self.schema_version = version;
-        let landing = Landing::open(
-            &self.ctx,
-            &self.spec.dataset,
-            &schema,
-            self.spec.partition_key.as_deref(),
-            self.spec.schema_evolution,
-            &self.run_id,
-        )
-        .await?;
-        let validator = DataValidator::new(
-            schema,
-            self.spec.schema_evolution,
-            self.spec.partition_key.clone(),
-            &self.run_id,
-            "",
-            chrono::Utc::now().timestamp_micros(),
-        )?;
+        let (landing, validator) =
+            Landing::open(&self.ctx, &self.spec, schema, &self.run_id).await?;
         Ok(Opened { landing, validator })
     }
 

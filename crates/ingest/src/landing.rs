@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::IngestContext;
 use crate::quarantine::{quarantine_batch, quarantine_schema};
 use crate::raw_zone::{TableWriter, load_table, open_or_create};
+use crate::spec::DataSpec;
 use crate::validator::{DataValidator, Validated};
 
 /// Commit metadata (`commitInfo` entries).
@@ -45,16 +46,18 @@ pub(crate) struct Landing {
 }
 
 impl Landing {
-    /// Opens the raw table of `dataset` (creating it for `schema`, partitioned
-    /// by the date of `partition_key` if given) and its quarantine table if it exists.
+    /// Opens the raw table of `spec.dataset` (creating it for `schema`,
+    /// partitioned by the date of the partition key if the spec has one) and
+    /// its quarantine table if it exists, with a validator for `schema`.
     pub(crate) async fn open(
         ctx: &IngestContext,
-        dataset: &str,
-        schema: &DatasetSchema,
-        partition_key: Option<&str>,
-        evolution: SchemaEvolution,
+        spec: &DataSpec,
+        schema: DatasetSchema,
         run_id: &str,
-    ) -> Result<Self> {
+    ) -> Result<(Self, DataValidator)> {
+        let dataset = spec.dataset.as_str();
+        let partition_key = spec.partition_key.as_deref();
+        let evolution = spec.schema_evolution;
         let options = &ctx.roots.options;
         let raw_url = ctx.roots.table_url(Zone::Raw, dataset);
         let q_url = ctx.roots.quarantine_url(dataset);
@@ -62,7 +65,7 @@ impl Landing {
             .iter()
             .map(|_| crate::columns::PARTITION_DATE.to_string())
             .collect();
-        let table_schema = DataValidator::table_schema(schema, partition_key.is_some());
+        let table_schema = DataValidator::table_schema(&schema, partition_key.is_some());
         let table =
             open_or_create(&raw_url, options, &table_schema, &partition_cols, dataset).await?;
         check_partitioning(&table, &partition_cols, &raw_url)?;
@@ -85,7 +88,15 @@ impl Landing {
             .await?
             .map(|t| TableWriter::new(t, &[]))
             .transpose()?;
-        Ok(Self {
+        let validator = DataValidator::new(
+            schema,
+            evolution,
+            spec.partition_key.clone(),
+            run_id,
+            "",
+            Utc::now().timestamp_micros(),
+        )?;
+        let landing = Self {
             raw,
             quarantine,
             raw_url,
@@ -96,7 +107,8 @@ impl Landing {
             counts: Counts::default(),
             reasons: BTreeMap::new(),
             committed: Default::default(),
-        })
+        };
+        Ok((landing, validator))
     }
 
     /// The raw table's URL.

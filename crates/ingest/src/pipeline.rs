@@ -237,24 +237,8 @@ async fn ingest(ctx: &IngestContext, spec: &DataSpec, run_id: String) -> Result<
     let (schema, schema_version) = dataset_schema(ctx, spec, &planned[0]).await?;
     meta.schema_version = schema_version;
 
-    let mut landing = Landing::open(
-        ctx,
-        &spec.dataset,
-        &schema,
-        spec.partition_key.as_deref(),
-        spec.schema_evolution,
-        run_id,
-    )
-    .await?;
-    let now = Utc::now().timestamp_micros();
-    let mut validator = Some(DataValidator::new(
-        schema,
-        spec.schema_evolution,
-        spec.partition_key.clone(),
-        run_id,
-        "",
-        now,
-    )?);
+    let (mut landing, validator) = Landing::open(ctx, spec, schema, run_id).await?;
+    let mut validator = Some(validator);
     if let Some(p) = &ctx.progress {
         p.start(planned.iter().map(|p| p.file.size).sum());
     }

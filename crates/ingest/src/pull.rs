@@ -330,23 +330,7 @@ async fn open(
             Source::Rest(_) => pin_inferred_schema(ctx, &spec.dataset, first).await?,
         },
     };
-    let landing = Landing::open(
-        ctx,
-        &spec.dataset,
-        &schema,
-        spec.partition_key.as_deref(),
-        spec.schema_evolution,
-        run_id,
-    )
-    .await?;
-    let validator = DataValidator::new(
-        schema,
-        spec.schema_evolution,
-        spec.partition_key.clone(),
-        run_id,
-        "",
-        chrono::Utc::now().timestamp_micros(),
-    )?;
+    let (landing, validator) = Landing::open(ctx, spec, schema, run_id).await?;
     Ok(Opened {
         landing,
         validator,
