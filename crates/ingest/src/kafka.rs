@@ -619,6 +619,7 @@ impl Worker {
     fn consume(&mut self, handle: &Handle, consumer: &BaseConsumer<Rebalancer>) -> Result<()> {
         let started = Instant::now();
         let mut last_check = started;
+        let mut last: Tp = (String::new(), -1);
         loop {
             let stopping = self
                 .spec
@@ -632,9 +633,14 @@ impl Worker {
             self.apply_rebalance(consumer)?;
             match polled {
                 Some(Ok(m)) => {
-                    let tp = (m.topic().to_string(), m.partition());
-                    self.at_end.remove(&tp);
-                    self.add(handle, &tp, m.offset(), m.payload())?;
+                    // Messages come in runs of one partition: reuse its key.
+                    if last.0 != m.topic() || last.1 != m.partition() {
+                        last = (m.topic().to_string(), m.partition());
+                    }
+                    if !self.at_end.is_empty() {
+                        self.at_end.remove(&last);
+                    }
+                    self.add(handle, &last, m.offset(), m.payload())?;
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     // The event names the partition only; with several topics
@@ -742,11 +748,11 @@ impl Worker {
             self.flush_partition(handle, tp)?;
         }
         let batch_size = self.ctx.batch_size;
-        let entry = self
-            .batch
-            .open
-            .entry(tp.clone())
-            .or_insert_with(|| (JsonRows::new(batch_size), offset));
+        if !self.batch.open.contains_key(tp) {
+            let rows = (JsonRows::new(batch_size), offset);
+            self.batch.open.insert(tp.clone(), rows);
+        }
+        let entry = self.batch.open.get_mut(tp).expect("inserted above");
         self.decoder.decode(handle, payload, &mut entry.0, at);
         entry.1 = offset + 1;
         self.batch.messages += 1;
