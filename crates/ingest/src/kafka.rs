@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema as AvroSchema;
+use apache_avro::types::Value as AvroValue;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
 use rdkafka::config::ClientConfig;
@@ -195,10 +196,13 @@ enum Decoder {
         scales: HashMap<String, usize>,
     },
     /// The Confluent wire format: magic byte 0, a 4-byte schema id, an Avro
-    /// datum written with that schema; read into the dataset schema.
+    /// datum written with that schema. The datum is decoded with its writer
+    /// schema and the fields the dataset schema lacks are dropped (Avro's
+    /// resolution rule); the validator checks the rest against the dataset
+    /// schema. (apache-avro 0.21's own resolution rejects valid decimals.)
     Confluent {
         registry: String,
-        reader: Box<AvroSchema>,
+        fields: HashSet<String>,
         writers: HashMap<u32, (AvroSchema, HashMap<String, usize>)>,
         client: reqwest::Client,
     },
@@ -231,7 +235,7 @@ impl Decoder {
                     .unwrap_or_default()
                     .trim_end_matches('/')
                     .to_string(),
-                reader: Box::new(avro),
+                fields: schema.fields.iter().map(|f| f.name.clone()).collect(),
                 writers: HashMap::new(),
                 client: reqwest::Client::new(),
             },
@@ -258,7 +262,7 @@ impl Decoder {
             }
             Decoder::Confluent {
                 registry,
-                reader,
+                fields,
                 writers,
                 client,
             } => {
@@ -283,13 +287,15 @@ impl Decoder {
                     }
                 }
                 let (writer, scales) = &writers[&id];
-                match apache_avro::from_avro_datum(writer, &mut Cursor::new(datum), Some(reader)) {
-                    Ok(v) => avro::push_value(rows, v, scales, at),
+                match apache_avro::from_avro_datum(writer, &mut Cursor::new(datum), None) {
+                    Ok(AvroValue::Record(values)) => {
+                        let kept = values.into_iter().filter(|(k, _)| fields.contains(k));
+                        avro::push_value(rows, AvroValue::Record(kept.collect()), scales, at);
+                    }
+                    Ok(other) => avro::push_value(rows, other, scales, at),
                     Err(e) => rows.cols.reject(reject(
                         at,
-                        &format!(
-                            "cannot read the datum (schema id {id}) as the dataset schema: {e}"
-                        ),
+                        &format!("invalid Avro datum for schema id {id}: {e}"),
                         payload,
                     )),
                 }
@@ -737,6 +743,12 @@ impl Worker {
         let Some(part) = self.parts.get_mut(tp) else {
             return Ok(());
         };
+        // A broker that sends an offset again (seen with tansu after a seek)
+        // must not make a message land twice.
+        if part.next.is_some_and(|n| offset < n) {
+            tracing::debug!("skipping {}/{}@{offset}: already read", tp.0, tp.1);
+            return Ok(());
+        }
         part.next = Some(offset + 1);
         self.meta.bytes_read += payload.map_or(0, |p| p.len() as u64);
         let q_next = part.committed.quarantine;
