@@ -652,8 +652,9 @@ pub enum IngestCommand {
     /// so a killed ingest restarts without losing or duplicating a message.
     /// Several workers in one group share the partitions. A batch commits at
     /// --batch-size messages or after --max-latency, whichever comes first.
-    /// Without --follow the ingest stops at the end offsets seen at start;
-    /// with it, it runs until SIGINT or SIGTERM and commits what it holds.
+    /// Without --follow the ingest stops once every partition has been read
+    /// past the end offset seen at start and to its end; with it, it runs
+    /// until SIGINT or SIGTERM and commits what it holds.
     /// A message that fails to parse or validate goes to the quarantine table
     /// with its topic/partition (`source`) and offset (`position`).
     #[command(after_help = KAFKA_EXAMPLES)]
@@ -747,7 +748,7 @@ pub struct KafkaArgs {
     /// Longest a message waits for its commit, e.g. 500ms, 5s, 1m. [default: 5s]
     #[arg(long, value_name = "DURATION")]
     pub max_latency: Option<String>,
-    /// Keep consuming until SIGINT/SIGTERM instead of stopping at the end offsets seen at start.
+    /// Keep consuming until SIGINT/SIGTERM instead of stopping at the end of every partition.
     #[arg(long)]
     pub follow: bool,
     #[command(flatten)]

@@ -13,9 +13,10 @@
 //!   `txn` versions. Rejects below the quarantine's offset were quarantined by a
 //!   run that died before its raw commit and are not written again.
 //! - A batch closes at `batch_size` messages or `max_latency`, whichever comes
-//!   first. Bounded runs stop once the table holds every partition up to the
-//!   end offsets seen at start; `follow` runs until `stop` is set, then commit
-//!   what they hold.
+//!   first. Bounded runs stop once every assigned partition has been read past
+//!   the end offset seen at start and to its end (librdkafka's partition-EOF
+//!   event; some brokers report wrong end offsets), and is committed; `follow`
+//!   runs until `stop` is set, then commits what it holds.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Cursor;
@@ -68,7 +69,7 @@ fn app_id(tp: &Tp) -> String {
 }
 
 /// Ingests `spec.source` (a Kafka source) into the raw zone: bounded (up to the
-/// end offsets seen at start) or, with `spec.follow`, until `spec.stop` is set.
+/// end of every partition) or, with `spec.follow`, until `spec.stop` is set.
 pub async fn ingest_kafka(ctx: &IngestContext, spec: &DataSpec) -> Result<IngestionResult> {
     spec.check()?;
     let Some(SourceConfig::Kafka(cfg)) = &spec.source else {
