@@ -28,9 +28,10 @@ tarn (a fresh lake from `tarn init` each run, untimed):
 Checked: status success and metadata.rows_written == N.
 
 Kafka cases run once per --fetch-wait-ms value (default "default,10"): with
-librdkafka's defaults (fetch.wait.max.ms=500) tansu 0.6.0 answers every Fetch
-only after the full wait, even with data ready, so both engines read at the
-same broker-bound rate (cases kafka-json, kafka-avro); with
+librdkafka's defaults (fetch.wait.max.ms=500) tansu 0.6.0 answers a Fetch
+only every ~0.26 s, even with data ready (the delay scales with the setting),
+so both engines read at the same broker-bound rate (cases kafka-json,
+kafka-avro); with
 fetch.wait.max.ms=10 for both consumers (cases kafka-json-fw10,
 kafka-avro-fw10; tarn gets it from an inline `source: {type: kafka,
 properties: {fetch.wait.max.ms: "10"}}` for the dataset in tarn.yaml) the
@@ -371,12 +372,24 @@ class ServerCpu:
         return s
 
 
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run_child(cmd: list[str], *, log: Path, timeout: float, env: dict | None = None,
               cwd: Path | None = None, server: ServerCpu | None = None) -> dict:
     """Runs cmd; returns wall s, CPU s (user+sys of this child alone), peak RSS,
-    the server's CPU s meanwhile, and stdout. Raises on failure or timeout."""
+    the server's CPU s meanwhile, and stdout. Raises on failure or timeout.
+
+    CPU comes from os.wait4 on the child. Peak RSS comes from GNU time (%M) when
+    it exists: a child's own ru_maxrss would include the RSS of this (large)
+    Python process at fork, which Linux carries over the exec."""
     cmd = [str(c) for c in cmd]
     out = tempfile.TemporaryFile()
+    rss_file = None
+    if GNU_TIME:
+        fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
+        os.close(fd)
+        cmd = [GNU_TIME, "-f", "%M", "-o", rss_file, *cmd]
     with open(log, "ab") as err:
         err.write(f"\n$ {' '.join(cmd)}\n".encode())
         err.flush()
@@ -403,6 +416,13 @@ def run_child(cmd: list[str], *, log: Path, timeout: float, env: dict | None = N
         s1 = server.total() if server else float("nan")
     rc = os.waitstatus_to_exitcode(done["status"])
     proc.returncode = rc  # reaped by wait4: keep subprocess from waiting again
+    maxrss_mb = float("nan")
+    if rss_file:
+        try:
+            maxrss_mb = int(Path(rss_file).read_text().split()[-1]) * 1024 / MB
+        except (OSError, ValueError, IndexError):
+            pass
+        Path(rss_file).unlink(missing_ok=True)
     out.seek(0)
     stdout = out.read().decode(errors="replace")
     out.close()
@@ -410,7 +430,7 @@ def run_child(cmd: list[str], *, log: Path, timeout: float, env: dict | None = N
         raise RuntimeError(f"exit {rc}: {' '.join(cmd)}\nsee {log}\nstdout: {stdout[-2000:]}")
     ru = done["ru"]
     return {"wall": done["t"] - t0, "cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime, "sys": ru.ru_stime,
-            "maxrss_mb": ru.ru_maxrss * 1024 / MB, "server_cpu": s1 - s0, "stdout": stdout}
+            "maxrss_mb": maxrss_mb, "server_cpu": s1 - s0, "stdout": stdout}
 
 
 class BusyWatch:
@@ -1092,14 +1112,14 @@ def markdown(results: dict, facts: dict, a, started: str, finished: str) -> str:
         "- kafka: input MB = sum of message values (keys excluded); tarn gets the same .avsc with --schema for "
         "JSON and Avro; the peer builds pa.Table.from_pylist(rows, schema) per 100,000 messages and commits "
         "offsets after each write_deltalake. kafka-*-fwN: both consumers get fetch.wait.max.ms=N (tarn through an "
-        "inline kafka source with `properties:` in tarn.yaml); tansu 0.6.0 holds every Fetch for the full "
-        "fetch.wait.max.ms (librdkafka default 500 ms) even when data is ready, which caps both engines at the "
-        "same rate with default settings.",
+        "inline kafka source with `properties:` in tarn.yaml). tansu 0.6.0 delays its Fetch responses in "
+        "proportion to fetch.wait.max.ms even when data is ready (librdkafka's default of 500 ms: a response "
+        "every ~0.26 s), which caps both engines at the same rate with default settings.",
         "- database: input MB = sum(octet_length(row::text)) (the rows as PostgreSQL text); "
         "pg_total_relation_size (heap + index + TOAST) shown for reference.",
         "- rest: input MB = sum of response body bytes; the peer casts created_at/updated_at to timestamps "
-        "(tarn infers them as timestamps); the API is one Python process on the same 2 cores, so it can be "
-        "the bottleneck for both engines: its CPU s is the server CPU s column.",
+        "(tarn infers them as timestamps); the API is one Python process on the same 2 cores serving "
+        "pre-rendered pages: it is the bottleneck only if its server CPU s / wall s (above) nears 100%.",
         "",
         "Machine:",
     ]
@@ -1107,7 +1127,7 @@ def markdown(results: dict, facts: dict, a, started: str, finished: str) -> str:
         if k == "packages":
             v = ", ".join(f"{pk} {pv}" for pk, pv in v.items())
         lines.append(f"- {k}: {v}")
-    lines += ["", f"Command: `python3 bench/connectors_bench.py {' '.join(sys.argv[1:])}`".rstrip()]
+    lines += ["", f"Command: `{' '.join(['python3 bench/connectors_bench.py', *sys.argv[1:]])}`"]
     return "\n".join(lines) + "\n"
 
 
