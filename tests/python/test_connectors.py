@@ -326,3 +326,20 @@ def test_database_crash_between_quarantine_and_raw_commits(lake: Path, tmp_path:
     payloads = sorted(json.loads(x["payload"])["id"] for x in quarantined)
     assert payloads == [2, 5], quarantined
     assert m["rows_read"] == m["rows_written"] + m["rows_quarantined"]
+
+
+def test_a_landing_failure_stops_the_reader_and_commits_nothing(lake: Path, tmp_path: Path):
+    """The reader streams more chunks than the channel holds; when landing
+    fails on the first one the run must end with the error, not hang."""
+    db = Sqlite(tmp_path / "many.db")
+    db("CREATE TABLE t (id INTEGER PRIMARY KEY, status TEXT)")
+    with sqlite3.connect(db.path) as c:
+        c.executemany("INSERT INTO t VALUES (?, ?)", ((i, "s") for i in range(60_000)))
+    proc = subprocess.run(
+        [TARN_BIN, "ingest", "database", "-d", "t", "--url", f"sqlite://{db.path}",
+         "--table", "t", "--partition-key", "status"],
+        cwd=lake, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "partition key `status` must be a timestamp or date" in proc.stderr, proc.stderr
+    assert not (lake / "lake" / "raw" / "t" / "_delta_log").exists()

@@ -58,6 +58,15 @@ impl Landing {
         let dataset = spec.dataset.as_str();
         let partition_key = spec.partition_key.as_deref();
         let evolution = spec.schema_evolution;
+        // A bad partition key fails here, before any table is created.
+        let validator = DataValidator::new(
+            schema,
+            evolution,
+            spec.partition_key.clone(),
+            run_id,
+            "",
+            Utc::now().timestamp_micros(),
+        )?;
         let options = &ctx.roots.options;
         let raw_url = ctx.roots.table_url(Zone::Raw, dataset);
         let q_url = ctx.roots.quarantine_url(dataset);
@@ -65,7 +74,8 @@ impl Landing {
             .iter()
             .map(|_| crate::columns::PARTITION_DATE.to_string())
             .collect();
-        let table_schema = DataValidator::table_schema(&schema, partition_key.is_some());
+        let schema = validator.schema();
+        let table_schema = DataValidator::table_schema(schema, partition_key.is_some());
         let table =
             open_or_create(&raw_url, options, &table_schema, &partition_cols, dataset).await?;
         check_partitioning(&table, &partition_cols, &raw_url)?;
@@ -88,14 +98,6 @@ impl Landing {
             .await?
             .map(|t| TableWriter::new(t, &[]))
             .transpose()?;
-        let validator = DataValidator::new(
-            schema,
-            evolution,
-            spec.partition_key.clone(),
-            run_id,
-            "",
-            Utc::now().timestamp_micros(),
-        )?;
         let landing = Self {
             raw,
             quarantine,

@@ -195,9 +195,11 @@ async fn ingest(
     let mut max_cursor = raw_at;
     let mut seen_timestamps = None;
     for (range, quarantine) in passes {
-        let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
         let reading = source.read(range, timestamps, ctx.batch_size, tx);
         let landing = async {
+            // Owned here, so a landing failure drops it and stops the reader.
+            let mut rx = rx;
             while let Some(chunk) = rx.recv().await {
                 run.land(chunk, quarantine).await?;
             }
