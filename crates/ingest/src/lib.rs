@@ -3,11 +3,14 @@
 //! table and quarantine the rest with a reason.
 //!
 //! ```text
-//! source (files)  ──► reader (csv/json/parquet/avro) ──► DataValidator ──► raw table
-//!                                                     └──────────────────► quarantine table
+//! files (csv/json/parquet/avro) ─┐
+//! Kafka (kafka.rs)               ├─► DataValidator ─► Landing ─► raw table
+//! REST, databases (pull.rs)      ┘                        └────► quarantine table
 //! ```
-//! The file's identity is committed with its rows (a Delta `txn` action), so each
-//! file lands exactly once. Depends on `tarn-common` and `tarn-governance`.
+//! Every source commits its position with its rows (a Delta `txn` action): a
+//! file's identity, a Kafka partition's next offset, a REST or database
+//! cursor. So each record lands exactly once, across crashes and restarts.
+//! Depends on `tarn-common` and `tarn-governance`.
 
 mod connector;
 mod error;
