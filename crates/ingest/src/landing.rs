@@ -14,7 +14,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::pipeline::IngestContext;
 use crate::quarantine::{quarantine_batch, quarantine_schema};
-use crate::raw_zone::{TableWriter, load_table, open_or_create};
+use crate::raw_zone::{TableWriter, committed_version, load_table, open_or_create};
 use crate::spec::DataSpec;
 use crate::validator::{DataValidator, Validated};
 
@@ -204,6 +204,34 @@ impl Landing {
             q.reload().await?;
         }
         Ok(())
+    }
+
+    /// Brings both tables to their latest versions, keeping what is staged,
+    /// and returns the `txn` version of each app id in (raw, quarantine).
+    pub(crate) async fn committed(
+        &mut self,
+        app_ids: &[String],
+    ) -> Result<Vec<(Option<i64>, Option<i64>)>> {
+        self.raw.refresh().await?;
+        match &mut self.quarantine {
+            Some(q) => q.refresh().await?,
+            // Another writer may have created it since.
+            None => {
+                if let Some(t) = load_table(&self.q_url, &self.ctx.roots.options).await? {
+                    self.quarantine = Some(TableWriter::new(t, &[])?);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(app_ids.len());
+        for id in app_ids {
+            let raw = committed_version(&self.raw.table, id).await?;
+            let quarantine = match &self.quarantine {
+                Some(q) => committed_version(&q.table, id).await?,
+                None => None,
+            };
+            out.push((raw, quarantine));
+        }
+        Ok(out)
     }
 
     /// Quarantine reasons with their counts, most frequent first (at most 20).

@@ -190,6 +190,7 @@ async fn ingest(
         spec,
         run_id: &run_id,
         source: &source,
+        label: source.label(),
         opened: None,
     };
     let mut max_cursor = raw_at;
@@ -217,6 +218,12 @@ async fn ingest(
                 return Err(e);
             }
         };
+        tracing::debug!(
+            "{}: {} record(s) in {} request(s)",
+            source.label(),
+            stats.records,
+            stats.requests
+        );
         meta.bytes_read += stats.bytes;
         max_cursor = max_cursor.max(stats.max_cursor);
         seen_timestamps = seen_timestamps.or(ts);
@@ -285,6 +292,8 @@ struct PullRun<'a> {
     spec: &'a DataSpec,
     run_id: &'a str,
     source: &'a Source<'a>,
+    /// The source as rows and rejects name it.
+    label: String,
     opened: Option<Opened>,
 }
 
@@ -297,14 +306,13 @@ struct Opened {
 impl PullRun<'_> {
     async fn land(&mut self, chunk: Chunk, quarantine: bool) -> Result<()> {
         if self.opened.is_none() {
-            let opened = open(self.ctx, self.spec, self.source, self.run_id, &chunk).await?;
+            let mut opened = open(self.ctx, self.spec, self.source, self.run_id, &chunk).await?;
+            opened.validator.set_source(&self.label);
             self.opened = Some(opened);
         }
         let o = self.opened.as_mut().expect("opened above");
-        let label = self.source.label();
-        o.validator.set_source(&label);
         let validated = o.validator.validate(chunk)?;
-        o.landing.land(validated, &label, quarantine).await
+        o.landing.land(validated, &self.label, quarantine).await
     }
 }
 

@@ -234,11 +234,16 @@ impl TableWriter {
     /// Drops anything staged and loads the table's latest version.
     pub(crate) async fn reload(&mut self) -> Result<()> {
         self.abort();
+        self.refresh().await?;
+        self.writer = batch_writer(&self.table, &self.unique_columns)?;
+        Ok(())
+    }
+
+    /// Reads the commits made since the table was loaded, keeping what is staged.
+    pub(crate) async fn refresh(&mut self) -> Result<()> {
         self.table
             .update_incremental(None)
             .await
-            .map_err(|e| Error::delta(self.table.table_url(), e))?;
-        self.writer = batch_writer(&self.table, &self.unique_columns)?;
-        Ok(())
+            .map_err(|e| Error::delta(self.table.table_url(), e))
     }
 }
